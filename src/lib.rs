@@ -1,0 +1,12 @@
+//! # agentwire
+//!
+//! A WebSocket protocol for running AI agents on a server and watching them work,
+//! defined once as Rust types. The JSON Schema (`schema/`) and the TypeScript
+//! bindings (`bindings/`) are generated from [`protocol`]; nothing else defines
+//! the wire.
+//!
+//! Without default features this crate is the wire types alone (serde, no I/O).
+#![warn(missing_docs)]
+
+pub mod codegen;
+pub mod protocol;
