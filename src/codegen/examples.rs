@@ -131,10 +131,12 @@ fn built_from_types(out: &mut Vec<Example>) {
         ClientMessage::Hello(HelloRequest::new(Some("agentwire-ts/0.1.0".into()))),
     );
     client(out, "Ping", "ping", ClientMessage::Ping);
-    let mut config = AgentConfig::default();
-    config.persona = Some("sam_pov".into());
-    config.human = Some("cs_phd".into());
-    config.model = Some("gpt-4".into());
+    let config = AgentConfig {
+        persona: Some("sam_pov".into()),
+        human: Some("cs_phd".into()),
+        model: Some("gpt-4".into()),
+        ..AgentConfig::default()
+    };
     client(
         out,
         "CreateAgentCommand",
