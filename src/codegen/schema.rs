@@ -82,7 +82,30 @@ pub fn root_schema(root: SchemaRoot) -> Value {
         schema.extend(body);
     }
     schema.insert("$defs".into(), Value::Object(defs.into_iter().collect()));
-    Value::Object(schema)
+    let mut schema = Value::Object(schema);
+    bound_integers(&mut schema);
+    schema
+}
+
+/// Give every 32-bit integer its bounds: `format` is only an annotation to most
+/// validators, and the decoder rejects what does not fit.
+fn bound_integers(node: &mut Value) {
+    match node {
+        Value::Object(map) => {
+            let bounds = match map.get("format").and_then(Value::as_str) {
+                Some("uint32") => Some((0i64, i64::from(u32::MAX))),
+                Some("int32") => Some((i64::from(i32::MIN), i64::from(i32::MAX))),
+                _ => None,
+            };
+            if let Some((min, max)) = bounds {
+                map.insert("minimum".into(), json!(min));
+                map.insert("maximum".into(), json!(max));
+            }
+            map.values_mut().for_each(bound_integers);
+        }
+        Value::Array(items) => items.iter_mut().for_each(bound_integers),
+        _ => {}
+    }
 }
 
 fn reference<T: JsonSchema>(generator: &mut schemars::SchemaGenerator) -> String {

@@ -21,7 +21,7 @@ pub enum ChatCommand {
 #[non_exhaustive]
 pub struct CreateAgentCommand {
     /// How to build the agent.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::protocol::decode::object")]
     pub config: AgentConfig,
     /// A client-chosen id echoed on the `command_response`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -95,7 +95,10 @@ pub(crate) struct Envelope<'a> {
 impl<'a> Envelope<'a> {
     /// Read `type` (and `request_id`, for error replies) from a frame.
     pub fn open(text: &'a str) -> Result<Self, DecodeError> {
-        let probe: Probe<'a> = serde_json::from_str(text).map_err(|e| frame_error(text, &e))?;
+        if !text.trim_start().starts_with('{') {
+            return Err(not_an_object(text));
+        }
+        let probe: Probe<'a> = serde_json::from_str(text).map_err(|e| frame_error(&e))?;
         let request_id = probe.request_id;
         match probe.ty {
             Some(Loose::Str(ty)) => Ok(Envelope { text, ty, request_id }),
@@ -139,7 +142,15 @@ impl<'a> Envelope<'a> {
             Ok(_) => DecodeError::new(ErrorCode::InvalidMessage, "the message could not be decoded"),
             Err(e) => {
                 let path = e.path().to_string();
-                field_error(if path == "." { "" } else { &path }, &e.into_inner())
+                let inner = e.into_inner();
+                if inner.is_syntax() || inner.is_eof() {
+                    DecodeError::new(
+                        ErrorCode::InvalidJson,
+                        format!("invalid JSON: {}", strip_position(&inner)),
+                    )
+                } else {
+                    field_error(if path == "." { "" } else { &path }, &inner)
+                }
             }
         };
         DecodeError {
@@ -158,32 +169,39 @@ fn with_request_id(mut error: DecodeError, request_id: Option<Loose<'_>>) -> Dec
     error
 }
 
-/// The error for a frame that is not a JSON object.
-fn frame_error(text: &str, e: &serde_json::Error) -> DecodeError {
-    use serde_json::error::Category;
-    match e.classify() {
-        Category::Data => {
-            let kind = match text.trim_start().as_bytes().first() {
-                Some(b'[') => "an array",
-                Some(b'"') => "a string",
-                Some(b'n') => "null",
-                Some(b't' | b'f') => "a boolean",
-                _ => "a number",
-            };
-            if text.trim_start().starts_with('{') {
-                // An object whose `type` or `request_id` broke the probe (a duplicate key).
-                DecodeError::new(ErrorCode::InvalidMessage, strip_position(e))
-            } else {
-                DecodeError::new(
-                    ErrorCode::InvalidMessage,
-                    format!("a message must be a JSON object, found {kind}"),
-                )
-            }
-        }
-        _ => DecodeError::new(
+/// The error for a frame that is not a JSON object: invalid JSON, or JSON of
+/// another kind.
+#[cold]
+fn not_an_object(text: &str) -> DecodeError {
+    if let Err(e) = serde_json::from_str::<IgnoredAny>(text) {
+        return DecodeError::new(
+            ErrorCode::InvalidJson,
+            format!("invalid JSON: {}", strip_position(&e)),
+        );
+    }
+    let kind = match text.trim_start().as_bytes().first() {
+        Some(b'[') => "an array",
+        Some(b'"') => "a string",
+        Some(b'n') => "null",
+        Some(b't' | b'f') => "a boolean",
+        _ => "a number",
+    };
+    DecodeError::new(
+        ErrorCode::InvalidMessage,
+        format!("a message must be a JSON object, found {kind}"),
+    )
+}
+
+/// The error for an object whose probe failed: broken JSON, or a duplicate
+/// `type` or `request_id`.
+fn frame_error(e: &serde_json::Error) -> DecodeError {
+    if e.is_data() {
+        DecodeError::new(ErrorCode::InvalidMessage, strip_position(e))
+    } else {
+        DecodeError::new(
             ErrorCode::InvalidJson,
             format!("invalid JSON: {}", strip_position(e)),
-        ),
+        )
     }
 }
 
@@ -252,4 +270,26 @@ where
     let value = serde_json::Value::deserialize(d)?;
     let text = value.to_string();
     decode(&text).map_err(de::Error::custom)
+}
+
+/// Read a struct only from a JSON object.
+///
+/// Serde's derived structs also accept an array of their fields in order
+/// (`"data": ["a1"]`); the contract, and so the schema, wants an object.
+pub(crate) fn object<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct ObjectVisitor<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            T::deserialize(de::value::MapAccessDeserializer::new(map))
+        }
+    }
+    d.deserialize_map(ObjectVisitor(std::marker::PhantomData))
 }

@@ -234,6 +234,7 @@ pub struct ExecuteFields {
 #[derive(Deserialize, JsonSchema, TS)]
 pub struct ExecuteDataShape {
     /// The request's fields.
+    #[serde(deserialize_with = "crate::protocol::decode::object")]
     pub data: ExecuteFields,
     /// A client-chosen id; `data.request_id` wins when both are given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -256,7 +257,10 @@ pub struct ExecuteDataShape {
 /// Name the execution by `execution_id`, or by the `request_id` it was started
 /// with on this connection.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema, TS)]
-#[schemars(extend("anyOf" = [{"required": ["execution_id"]}, {"required": ["request_id"]}]))]
+#[schemars(extend("anyOf" = [
+    {"required": ["execution_id"], "properties": {"execution_id": {"type": "string"}}},
+    {"required": ["request_id"], "properties": {"request_id": {"type": "string"}}},
+]))]
 #[non_exhaustive]
 pub struct CancelRequest {
     /// The execution to cancel.

@@ -11,7 +11,7 @@
 pub mod action;
 pub mod agent_io;
 pub mod chat;
-mod decode;
+pub(crate) mod decode;
 pub mod error;
 pub mod execution;
 pub mod literal;
