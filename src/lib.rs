@@ -10,3 +10,7 @@
 
 pub mod codegen;
 pub mod protocol;
+#[cfg(feature = "server")]
+pub mod runtime;
+#[cfg(feature = "server")]
+pub mod store;

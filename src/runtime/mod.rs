@@ -1,0 +1,1 @@
+//! Agent runtimes: what runs an agent when an execution or a chat step asks.

@@ -1,0 +1,1 @@
+//! Persistence: agents, executions, progress and chat history in SQLite.
