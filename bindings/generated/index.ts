@@ -15,6 +15,8 @@ export type { AgentResponseStart } from "./AgentResponseStart.js";
 export type { AgentText } from "./AgentText.js";
 export type { AgentUserMessage } from "./AgentUserMessage.js";
 export type { AgentsMessage } from "./AgentsMessage.js";
+export type { CancelByExecution } from "./CancelByExecution.js";
+export type { CancelByRequest } from "./CancelByRequest.js";
 export type { CancelRequest } from "./CancelRequest.js";
 export type { ChatCommand } from "./ChatCommand.js";
 export type { ClientMessage } from "./ClientMessage.js";

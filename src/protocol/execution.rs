@@ -257,6 +257,7 @@ pub struct ExecuteDataShape {
 /// Name the execution by `execution_id`, or by the `request_id` it was started
 /// with on this connection.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema, TS)]
+#[ts(as = "CancelRequestShape")]
 #[schemars(extend("anyOf" = [
     {"required": ["execution_id"], "properties": {"execution_id": {"type": "string"}}},
     {"required": ["request_id"], "properties": {"request_id": {"type": "string"}}},
@@ -271,6 +272,37 @@ pub struct CancelRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[ts(optional)]
     pub request_id: Option<String>,
+}
+
+/// A `cancel` as TypeScript sees it: at least one of the two ids, so that a
+/// cancel naming neither does not compile.
+#[derive(TS)]
+#[ts(untagged, rename = "CancelRequest")]
+pub enum CancelRequestShape {
+    /// Cancel by execution id.
+    ByExecution(CancelByExecution),
+    /// Cancel by request id.
+    ByRequest(CancelByRequest),
+}
+
+/// A cancel that names the execution by its id.
+#[derive(TS)]
+pub struct CancelByExecution {
+    /// The execution to cancel.
+    pub execution_id: String,
+    /// The `request_id` of the execution to cancel.
+    #[ts(optional)]
+    pub request_id: Option<String>,
+}
+
+/// A cancel that names the execution by the `request_id` it was started with.
+#[derive(TS)]
+pub struct CancelByRequest {
+    /// The `request_id` of the execution to cancel.
+    pub request_id: String,
+    /// The execution to cancel.
+    #[ts(optional)]
+    pub execution_id: Option<String>,
 }
 
 impl CancelRequest {
