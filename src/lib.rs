@@ -13,4 +13,6 @@ pub mod protocol;
 #[cfg(feature = "server")]
 pub mod runtime;
 #[cfg(feature = "server")]
+pub mod server;
+#[cfg(feature = "server")]
 pub mod store;

@@ -1,0 +1,327 @@
+//! The execution family's handlers: start, cancel, get (and follow).
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::Shared;
+use super::connection::ConnState;
+use crate::protocol::{
+    ActionResult, CancelRequest, ErrorCode, ErrorData, ExecuteRequest, ExecutionFailed, ExecutionProgress,
+    ExecutionResponse, ExecutionStarted, ExecutionSucceeded, GetExecutionRequest, ServerMessage,
+};
+use crate::runtime::{AgentEvent, RunContext};
+use crate::store::Outcome;
+
+/// A running execution, as followers and `cancel` see it.
+pub struct LiveExecution {
+    agent_id: String,
+    cancel: CancellationToken,
+    /// Every event so far and the channel for the next ones, under one lock so
+    /// that a follower neither misses nor repeats one.
+    log: Mutex<Log>,
+}
+
+struct Log {
+    progress: Vec<ExecutionProgress>,
+    completed: Option<ServerMessage>,
+    next: broadcast::Sender<ServerMessage>,
+}
+
+impl LiveExecution {
+    fn publish(&self, message: ServerMessage) {
+        let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        match &message {
+            ServerMessage::ExecutionProgress(p) => log.progress.push(p.data.clone()),
+            _ => log.completed = Some(message.clone()),
+        }
+        let _ = log.next.send(message);
+    }
+}
+
+/// Accept an execute request: `started` now, the run in its own task.
+pub(crate) async fn start(shared: &Arc<Shared>, conn: &Arc<ConnState>, request: ExecuteRequest) {
+    let Ok(permit) = conn.slots.clone().try_acquire_owned() else {
+        let error = ErrorData::new(
+            ErrorCode::TooManyExecutions,
+            "this connection runs as many executions as allowed",
+        )
+        .with_request_id(request.request_id.clone());
+        conn.outbox.send(&ServerMessage::error(error)).await;
+        return;
+    };
+    let execution_id = uuid::Uuid::new_v4().to_string();
+    if let Some(request_id) = &request.request_id {
+        let taken = {
+            let mut requests = conn.requests.lock().unwrap_or_else(|e| e.into_inner());
+            let taken = requests.contains_key(request_id);
+            if !taken {
+                requests.insert(request_id.clone(), execution_id.clone());
+            }
+            taken
+        };
+        if taken {
+            let error = ErrorData::new(
+                ErrorCode::DuplicateRequestId,
+                format!("request_id `{request_id}` is already running on this connection"),
+            )
+            .with_request_id(Some(request_id.clone()));
+            conn.outbox.send(&ServerMessage::error(error)).await;
+            return;
+        }
+    }
+    let live = Arc::new(LiveExecution {
+        agent_id: request.agent_id.clone(),
+        cancel: CancellationToken::new(),
+        log: Mutex::new(Log {
+            progress: Vec::new(),
+            completed: None,
+            next: broadcast::channel(256).0,
+        }),
+    });
+    shared
+        .live
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(execution_id.clone(), live.clone());
+    if let Err(e) = shared
+        .store
+        .start_execution(&execution_id, &request.agent_id, request.request_id.as_deref())
+        .await
+    {
+        tracing::error!(%execution_id, "could not record the execution's start: {e}");
+    }
+    let started = ExecutionStarted::new(&request.agent_id, &execution_id, request.request_id.clone());
+    conn.outbox
+        .send(&ServerMessage::execution_response(started))
+        .await;
+
+    let shared = shared.clone();
+    let conn = conn.clone();
+    tokio::spawn(async move {
+        let outcome = run(&shared, &conn, &request, &execution_id, &live).await;
+        let response = match &outcome {
+            Outcome::Succeeded { results } => ExecutionResponse::from(ExecutionSucceeded::new(
+                &request.agent_id,
+                &execution_id,
+                request.request_id.clone(),
+                results.clone(),
+            )),
+            Outcome::Failed { results, code, error } => ExecutionResponse::from(ExecutionFailed::new(
+                &request.agent_id,
+                &execution_id,
+                request.request_id.clone(),
+                code.clone(),
+                error.clone(),
+                results.clone(),
+            )),
+        };
+        // Durable before it is announced.
+        if let Err(e) = shared.store.complete_execution(&execution_id, outcome).await {
+            tracing::error!(%execution_id, "could not record the execution's completion: {e}");
+        }
+        let completed = ServerMessage::execution_response(response);
+        live.publish(completed.clone());
+        shared
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&execution_id);
+        if let Some(request_id) = &request.request_id {
+            conn.requests
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(request_id);
+        }
+        conn.outbox.send(&completed).await;
+        drop(permit);
+    });
+}
+
+async fn run(
+    shared: &Shared,
+    conn: &ConnState,
+    request: &ExecuteRequest,
+    execution_id: &str,
+    live: &LiveExecution,
+) -> Outcome {
+    let Some(agent) = shared.agent(&request.agent_id) else {
+        return Outcome::Failed {
+            results: Vec::new(),
+            code: ErrorCode::AgentNotFound,
+            error: format!("No agent with id {}", request.agent_id),
+        };
+    };
+    let (events, mut rx) = mpsc::channel(64);
+    let ctx = RunContext::new(
+        execution_id,
+        &request.agent_id,
+        request.input.clone(),
+        shared.memory(),
+        events,
+    );
+    let mut results: Vec<ActionResult> = Vec::new();
+    let record = |action: ActionResult, results: &mut Vec<ActionResult>| {
+        let seq = u32::try_from(results.len() + 1).unwrap_or(u32::MAX);
+        shared.store.record_progress(execution_id, seq, &action);
+        let progress = ExecutionProgress::new(
+            execution_id,
+            &request.agent_id,
+            seq,
+            action.clone(),
+            request.request_id.clone(),
+        );
+        results.push(action);
+        ServerMessage::execution_progress(progress)
+    };
+    let runner = agent.runtime.execute(ctx);
+    tokio::pin!(runner);
+    let finished = loop {
+        tokio::select! {
+            biased;
+            _ = live.cancel.cancelled() => break Err(crate::runtime::AgentError::new(
+                ErrorCode::Cancelled, "the execution was cancelled")),
+            Some(event) = rx.recv() => {
+                if let AgentEvent::Action(action) = event {
+                    let message = record(action, &mut results);
+                    live.publish(message.clone());
+                    if request.progress {
+                        conn.outbox.send(&message).await;
+                    }
+                }
+            }
+            result = &mut runner => break result,
+        }
+    };
+    // The runner is done (or dropped below); report what it sent before it ended.
+    while let Ok(event) = rx.try_recv() {
+        if let AgentEvent::Action(action) = event {
+            let message = record(action, &mut results);
+            live.publish(message.clone());
+            if request.progress {
+                conn.outbox.send(&message).await;
+            }
+        }
+    }
+    match finished {
+        Ok(()) => Outcome::Succeeded { results },
+        Err(e) => Outcome::Failed {
+            results,
+            code: e.code,
+            error: e.message,
+        },
+    }
+}
+
+/// Cancel an execution by id, or by the `request_id` it started with here.
+pub(crate) async fn cancel(shared: &Shared, conn: &ConnState, cancel: CancelRequest) {
+    let execution_id = cancel.execution_id.clone().or_else(|| {
+        let requests = conn.requests.lock().unwrap_or_else(|e| e.into_inner());
+        cancel.request_id.as_ref().and_then(|r| requests.get(r).cloned())
+    });
+    let live = execution_id.as_ref().and_then(|id| {
+        shared
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+    });
+    match live {
+        Some(live) => live.cancel.cancel(),
+        None => {
+            let error = ErrorData::new(
+                ErrorCode::ExecutionNotFound,
+                "no running execution matches this cancel",
+            )
+            .with_request_id(cancel.request_id);
+            conn.outbox.send(&ServerMessage::error(error)).await;
+        }
+    }
+}
+
+/// Report an execution; with `follow`, replay its progress after `after_seq`
+/// and stream the rest until it completes.
+pub(crate) async fn get(shared: &Shared, conn: &ConnState, request: GetExecutionRequest) {
+    let after = request.after_seq.unwrap_or(0);
+    let live = shared
+        .live
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&request.execution_id)
+        .cloned();
+    if let (Some(live), true) = (&live, request.follow) {
+        let (backlog, completed, mut next) = {
+            let log = live.log.lock().unwrap_or_else(|e| e.into_inner());
+            let backlog: Vec<ExecutionProgress> =
+                log.progress.iter().filter(|p| p.seq > after).cloned().collect();
+            (backlog, log.completed.clone(), log.next.subscribe())
+        };
+        let mut started = ExecutionStarted::new(&live.agent_id, &request.execution_id, None);
+        started.message = format!("Execution {} is running", request.execution_id);
+        conn.outbox
+            .send(&ServerMessage::execution_response(started))
+            .await;
+        for progress in backlog {
+            conn.outbox
+                .send(&ServerMessage::execution_progress(progress))
+                .await;
+        }
+        if let Some(completed) = completed {
+            conn.outbox.send(&completed).await;
+            return;
+        }
+        loop {
+            match next.recv().await {
+                Ok(message) => {
+                    let done = matches!(&message, ServerMessage::ExecutionResponse(_));
+                    if !conn.outbox.send(&message).await || done {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    }
+    match shared.store.get_execution(&request.execution_id).await {
+        Ok(Some(record)) => {
+            if request.follow && live.is_none() {
+                match shared.store.progress_after(&request.execution_id, after).await {
+                    Ok(progress) => {
+                        for (seq, action) in progress {
+                            let p = ExecutionProgress::new(
+                                &record.execution_id,
+                                &record.agent_id,
+                                seq,
+                                action,
+                                None,
+                            );
+                            conn.outbox.send(&ServerMessage::execution_progress(p)).await;
+                        }
+                    }
+                    Err(e) => tracing::error!("progress read failed: {e}"),
+                }
+            }
+            conn.outbox
+                .send(&ServerMessage::execution_response(record.to_response()))
+                .await;
+        }
+        Ok(None) => {
+            let error = ErrorData::new(
+                ErrorCode::ExecutionNotFound,
+                format!("no execution with id {}", request.execution_id),
+            )
+            .with_field("execution_id");
+            conn.outbox.send(&ServerMessage::error(error)).await;
+        }
+        Err(e) => {
+            let error = ErrorData::new(
+                ErrorCode::InternalError,
+                format!("could not read the execution: {e}"),
+            );
+            conn.outbox.send(&ServerMessage::error(error)).await;
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! The reference server: both message families on one WebSocket endpoint.
+//!
+//! - [`Server`]: the accept loop and shared state (agents, live executions, chat rooms);
+//! - `connection`: one client's frames in and out;
+//! - `execute`: `websocket_execution`/`execute`, `cancel`, `get_execution`;
+//! - `chat`: `command` and `user_message`.
+
+mod chat;
+mod connection;
+mod execute;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+
+use tokio::net::TcpListener;
+use tokio::sync::broadcast;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::protocol::AgentInfo;
+use crate::runtime::{AgentDefinition, AgentMemory, AgentRuntime};
+use crate::store::{Store, StoredAgent};
+
+pub use execute::LiveExecution;
+
+/// The server's settings.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// The address to listen on, such as `localhost` or `0.0.0.0`.
+    pub host: String,
+    /// The port; 0 picks a free one.
+    pub port: u16,
+    /// The SQLite file, or `:memory:` for no persistence.
+    pub db: String,
+    /// How many executions one connection may run at once.
+    pub max_executions_per_connection: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            host: "localhost".into(),
+            port: 8765,
+            db: "agentwire.db".into(),
+            max_executions_per_connection: 64,
+        }
+    }
+}
+
+/// An agent the server can run.
+pub(crate) struct Agent {
+    pub definition: AgentDefinition,
+    pub runtime: Arc<dyn AgentRuntime>,
+    /// One chat step at a time per agent, so two clients cannot clobber its state.
+    pub step_lock: tokio::sync::Mutex<()>,
+}
+
+/// State shared by every connection.
+pub(crate) struct Shared {
+    pub store: Store,
+    pub agents: RwLock<HashMap<String, Arc<Agent>>>,
+    pub live: Mutex<HashMap<String, Arc<LiveExecution>>>,
+    pub rooms: Mutex<HashMap<String, broadcast::Sender<Utf8Bytes>>>,
+    pub config: ServerConfig,
+    pub created_agents: std::sync::atomic::AtomicU32,
+}
+
+impl Shared {
+    /// The agent with this id, or else with this name.
+    pub fn agent(&self, id_or_name: &str) -> Option<Arc<Agent>> {
+        let agents = self.agents.read().unwrap_or_else(|e| e.into_inner());
+        agents.get(id_or_name).cloned().or_else(|| {
+            agents
+                .values()
+                .find(|a| a.definition.name.as_deref() == Some(id_or_name))
+                .cloned()
+        })
+    }
+
+    /// Every agent, sorted by id.
+    pub fn agent_infos(&self) -> Vec<AgentInfo> {
+        let agents = self.agents.read().unwrap_or_else(|e| e.into_inner());
+        let mut infos: Vec<AgentInfo> = agents.values().map(|a| a.definition.info()).collect();
+        infos.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
+        infos
+    }
+
+    /// Make an agent runnable (not persisted; see [`Server::add_agent`]).
+    pub fn register(&self, definition: AgentDefinition) -> Arc<Agent> {
+        let agent = Arc::new(Agent {
+            runtime: definition.runtime(),
+            definition,
+            step_lock: tokio::sync::Mutex::new(()),
+        });
+        let mut agents = self.agents.write().unwrap_or_else(|e| e.into_inner());
+        agents.insert(agent.definition.id.clone(), agent.clone());
+        agent
+    }
+
+    /// The fan-out channel of an agent's chat steps.
+    pub fn room(&self, agent_id: &str) -> broadcast::Sender<Utf8Bytes> {
+        let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        rooms
+            .entry(agent_id.to_owned())
+            .or_insert_with(|| broadcast::channel(1024).0)
+            .clone()
+    }
+
+    /// The agents' memory, backed by the store.
+    pub fn memory(&self) -> Arc<dyn AgentMemory> {
+        Arc::new(StoreMemory(self.store.clone()))
+    }
+}
+
+struct StoreMemory(Store);
+
+impl AgentMemory for StoreMemory {
+    fn get(&self, agent_id: &str, key: &str) -> Option<serde_json::Value> {
+        self.0.memory_get(agent_id, key)
+    }
+    fn set(&self, agent_id: &str, key: &str, value: serde_json::Value) {
+        self.0.memory_set(agent_id, key, value)
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug)]
+pub struct ServerError(pub String);
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+/// A bound server, ready to [`serve`](Server::serve).
+pub struct Server {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    /// Open the store (marking executions left running as interrupted), load
+    /// its agents, and bind the listener.
+    pub async fn bind(config: ServerConfig) -> Result<Server, ServerError> {
+        let (store, interrupted) =
+            Store::open(&config.db).map_err(|e| ServerError(format!("{}: {e}", config.db)))?;
+        if interrupted > 0 {
+            tracing::warn!(
+                interrupted,
+                "executions left running by the last run are now interrupted"
+            );
+        }
+        let listener = TcpListener::bind((config.host.as_str(), config.port))
+            .await
+            .map_err(|e| ServerError(format!("cannot listen on {}:{}: {e}", config.host, config.port)))?;
+        let shared = Arc::new(Shared {
+            store,
+            agents: RwLock::new(HashMap::new()),
+            live: Mutex::new(HashMap::new()),
+            rooms: Mutex::new(HashMap::new()),
+            config,
+            created_agents: std::sync::atomic::AtomicU32::new(0),
+        });
+        let stored = shared
+            .store
+            .list_agents()
+            .await
+            .map_err(|e| ServerError(e.to_string()))?;
+        for agent in stored {
+            match serde_json::from_value::<AgentDefinition>(agent.definition.clone()) {
+                Ok(definition) => {
+                    shared.register(definition);
+                }
+                Err(e) => tracing::warn!(agent = %agent.id, "stored agent not loaded: {e}"),
+            }
+        }
+        Ok(Server { listener, shared })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Add (or replace) an agent, persisting it.
+    pub async fn add_agent(&self, definition: AgentDefinition) -> Result<(), ServerError> {
+        definition.validate().map_err(ServerError)?;
+        let stored = StoredAgent {
+            id: definition.id.clone(),
+            name: definition.name.clone(),
+            runtime: definition.runtime_name().to_owned(),
+            definition: serde_json::to_value(&definition).map_err(|e| ServerError(e.to_string()))?,
+        };
+        self.shared
+            .store
+            .upsert_agent(stored)
+            .await
+            .map_err(|e| ServerError(e.to_string()))?;
+        self.shared.register(definition);
+        Ok(())
+    }
+
+    /// Accept connections until `shutdown` resolves, then wait for the store
+    /// to commit everything.
+    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), ServerError> {
+        tracing::info!(addr = %self.local_addr(), "agentwire listening");
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let shared = self.shared.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = connection::serve(shared, stream).await {
+                                tracing::debug!(%peer, "connection ended: {e}");
+                            }
+                        });
+                    }
+                    Err(e) => tracing::warn!("accept failed: {e}"),
+                },
+            }
+        }
+        self.shared
+            .store
+            .flush()
+            .await
+            .map_err(|e| ServerError(e.to_string()))
+    }
+}

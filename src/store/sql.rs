@@ -1,0 +1,397 @@
+//! The schema, connection setup, crash recovery and the read queries.
+//!
+//! Every function here takes a plain `&Connection`, so the same query runs on a
+//! pooled read connection (file stores) or on the writer's own connection
+//! (`:memory:` stores).
+
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use serde_json::Value;
+
+use super::{ChatEntry, Durability, ExecutionRecord, ExecutionStatus, StoreError, StoredAgent};
+use crate::protocol::{ActionResult, ErrorCode};
+
+/// The schema version this code writes (`PRAGMA user_version`).
+pub(crate) const SCHEMA_VERSION: i64 = 1;
+
+/// How long a connection waits for a lock held by another connection.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The `error` text of an execution found `running` when the store was opened.
+pub(crate) const INTERRUPTED_MESSAGE: &str = "The server stopped while the execution was running";
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS agents (
+    id            TEXT PRIMARY KEY NOT NULL,
+    name          TEXT,
+    runtime       TEXT NOT NULL,
+    definition    TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS agents_by_name ON agents (name);
+
+CREATE TABLE IF NOT EXISTS executions (
+    execution_id    TEXT PRIMARY KEY NOT NULL,
+    agent_id        TEXT NOT NULL,
+    request_id      TEXT,
+    status          TEXT NOT NULL,
+    results         TEXT,
+    error           TEXT,
+    error_code      TEXT,
+    started_at_ms   INTEGER NOT NULL,
+    completed_at_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS executions_running ON executions (status) WHERE status = 'running';
+
+CREATE TABLE IF NOT EXISTS progress (
+    execution_id TEXT NOT NULL,
+    seq          INTEGER NOT NULL,
+    action       TEXT NOT NULL,
+    at_ms        INTEGER NOT NULL,
+    PRIMARY KEY (execution_id, seq)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS chat (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    agent_id     TEXT NOT NULL,
+    role         TEXT NOT NULL,
+    message_type TEXT,
+    text         TEXT NOT NULL,
+    at_ms        INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chat_by_agent ON chat (agent_id, id);
+
+CREATE TABLE IF NOT EXISTS memory (
+    agent_id      TEXT NOT NULL,
+    key           TEXT NOT NULL,
+    value         TEXT NOT NULL,
+    updated_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (agent_id, key)
+) WITHOUT ROWID;
+";
+
+/// Open the writer's connection: WAL (for files), the schema, the durability level.
+pub(crate) fn open_writer(
+    path: &str,
+    in_memory: bool,
+    durability: Durability,
+) -> Result<Connection, StoreError> {
+    let open_err = |e: rusqlite::Error| StoreError::Open {
+        path: path.to_owned(),
+        message: e.to_string(),
+    };
+    let conn = if in_memory {
+        Connection::open_in_memory().map_err(open_err)?
+    } else {
+        Connection::open(path).map_err(open_err)?
+    };
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+    if !in_memory {
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+            .map_err(open_err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Open {
+                path: path.to_owned(),
+                message: format!("could not switch to WAL journal mode (got `{mode}`)"),
+            });
+        }
+        let sync = match durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        };
+        conn.pragma_update(None, "synchronous", sync).map_err(open_err)?;
+    }
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(open_err)?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::UnsupportedSchema { found: version });
+    }
+    conn.execute_batch(SCHEMA).map_err(open_err)?;
+    if version < SCHEMA_VERSION {
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(open_err)?;
+    }
+    Ok(conn)
+}
+
+/// Open one read connection on a file store (the writer has already set WAL).
+pub(crate) fn open_reader(path: &str) -> Result<Connection, StoreError> {
+    let open_err = |e: rusqlite::Error| StoreError::Open {
+        path: path.to_owned(),
+        message: e.to_string(),
+    };
+    let flags =
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+    conn.pragma_update(None, "query_only", true).map_err(open_err)?;
+    Ok(conn)
+}
+
+/// Mark every execution still `running` as `interrupted`, keeping the actions it
+/// recorded as progress as its results. Returns how many were marked.
+pub(crate) fn recover_interrupted(conn: &mut Connection, now_ms: i64) -> Result<u32, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let running: Vec<String> = {
+        let mut stmt = tx.prepare("SELECT execution_id FROM executions WHERE status = 'running'")?;
+        let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for execution_id in &running {
+        // Lenient: one undecodable progress row must not stop the store from opening.
+        let results: Vec<ActionResult> = {
+            let mut stmt =
+                tx.prepare("SELECT seq, action FROM progress WHERE execution_id = ?1 ORDER BY seq")?;
+            let rows = stmt
+                .query_map([execution_id], |row| {
+                    Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter()
+                .filter_map(|(seq, text)| match serde_json::from_str(&text) {
+                    Ok(action) => Some(action),
+                    Err(e) => {
+                        tracing::warn!(%execution_id, seq, error = %e, "skipping undecodable progress row");
+                        None
+                    }
+                })
+                .collect()
+        };
+        let results_json = serde_json::to_string(&results).map_err(|e| StoreError::Encode(e.to_string()))?;
+        tx.execute(
+            "UPDATE executions SET status = 'interrupted', results = ?2, error = ?3, error_code = ?4,
+                 completed_at_ms = ?5
+             WHERE execution_id = ?1 AND status = 'running'",
+            params![
+                execution_id,
+                results_json,
+                INTERRUPTED_MESSAGE,
+                ErrorCode::Interrupted.as_str(),
+                now_ms
+            ],
+        )?;
+    }
+    tx.commit()?;
+    Ok(u32::try_from(running.len()).unwrap_or(u32::MAX))
+}
+
+// ---------------------------------------------------------------------------
+// Decoding helpers: stored data that does not decode is a typed error.
+// ---------------------------------------------------------------------------
+
+fn corrupt(what: impl Into<String>, message: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        what: what.into(),
+        message: message.to_string(),
+    }
+}
+
+fn to_u64(value: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| corrupt(what, format!("negative value {value}")))
+}
+
+fn to_u32(value: i64, what: &str) -> Result<u32, StoreError> {
+    u32::try_from(value).map_err(|_| corrupt(what, format!("value {value} is not a u32")))
+}
+
+fn json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| corrupt(what, e))
+}
+
+// ---------------------------------------------------------------------------
+// Agents
+// ---------------------------------------------------------------------------
+
+const AGENT_COLUMNS: &str = "id, name, runtime, definition";
+
+type AgentRow = (String, Option<String>, String, String);
+
+fn agent_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AgentRow> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+}
+
+fn decode_agent((id, name, runtime, definition): AgentRow) -> Result<StoredAgent, StoreError> {
+    let definition: Value = json(&definition, &format!("definition of agent {id}"))?;
+    Ok(StoredAgent {
+        id,
+        name,
+        runtime,
+        definition,
+    })
+}
+
+/// Every agent, in the order they were first stored.
+pub(crate) fn list_agents(conn: &Connection) -> Result<Vec<StoredAgent>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!("SELECT {AGENT_COLUMNS} FROM agents ORDER BY rowid"))?;
+    let rows = stmt.query_map([], agent_row)?.collect::<Result<Vec<_>, _>>()?;
+    rows.into_iter().map(decode_agent).collect()
+}
+
+/// The agent with this id, else the first stored agent with this name.
+pub(crate) fn find_agent(conn: &Connection, id_or_name: &str) -> Result<Option<StoredAgent>, StoreError> {
+    let by_id = conn
+        .prepare_cached(&format!("SELECT {AGENT_COLUMNS} FROM agents WHERE id = ?1"))?
+        .query_row([id_or_name], agent_row)
+        .optional()?;
+    let row = match by_id {
+        Some(row) => Some(row),
+        None => conn
+            .prepare_cached(&format!(
+                "SELECT {AGENT_COLUMNS} FROM agents WHERE name = ?1 ORDER BY rowid LIMIT 1"
+            ))?
+            .query_row([id_or_name], agent_row)
+            .optional()?,
+    };
+    row.map(decode_agent).transpose()
+}
+
+// ---------------------------------------------------------------------------
+// Executions and progress
+// ---------------------------------------------------------------------------
+
+struct ExecutionRow {
+    execution_id: String,
+    agent_id: String,
+    request_id: Option<String>,
+    status: String,
+    results: Option<String>,
+    error: Option<String>,
+    error_code: Option<String>,
+    started_at_ms: i64,
+    completed_at_ms: Option<i64>,
+    progress_count: i64,
+}
+
+/// One execution's record, with its progress count.
+pub(crate) fn get_execution(
+    conn: &Connection,
+    execution_id: &str,
+) -> Result<Option<ExecutionRecord>, StoreError> {
+    let row = conn
+        .prepare_cached(
+            "SELECT execution_id, agent_id, request_id, status, results, error, error_code,
+                    started_at_ms, completed_at_ms,
+                    (SELECT COUNT(*) FROM progress p WHERE p.execution_id = e.execution_id)
+             FROM executions e WHERE execution_id = ?1",
+        )?
+        .query_row([execution_id], |row| {
+            Ok(ExecutionRow {
+                execution_id: row.get(0)?,
+                agent_id: row.get(1)?,
+                request_id: row.get(2)?,
+                status: row.get(3)?,
+                results: row.get(4)?,
+                error: row.get(5)?,
+                error_code: row.get(6)?,
+                started_at_ms: row.get(7)?,
+                completed_at_ms: row.get(8)?,
+                progress_count: row.get(9)?,
+            })
+        })
+        .optional()?;
+    let Some(row) = row else { return Ok(None) };
+    let what = |field: &str| format!("{field} of execution {}", row.execution_id);
+    let status = ExecutionStatus::parse(&row.status)
+        .ok_or_else(|| corrupt(what("status"), format!("unknown status `{}`", row.status)))?;
+    let results: Vec<ActionResult> = match &row.results {
+        Some(text) => json(text, &what("results"))?,
+        None => Vec::new(),
+    };
+    let error_code: Option<ErrorCode> = row
+        .error_code
+        .map(|code| serde_json::from_value(Value::String(code)).map_err(|e| corrupt(what("error_code"), e)))
+        .transpose()?;
+    Ok(Some(ExecutionRecord {
+        started_at_ms: to_u64(row.started_at_ms, &what("started_at_ms"))?,
+        completed_at_ms: row
+            .completed_at_ms
+            .map(|ms| to_u64(ms, &what("completed_at_ms")))
+            .transpose()?,
+        progress_count: to_u32(row.progress_count, &what("progress count"))?,
+        execution_id: row.execution_id,
+        agent_id: row.agent_id,
+        request_id: row.request_id,
+        status,
+        results,
+        error: row.error,
+        error_code,
+    }))
+}
+
+/// The progress events of an execution with `seq > after_seq`, in order.
+pub(crate) fn progress_after(
+    conn: &Connection,
+    execution_id: &str,
+    after_seq: u32,
+) -> Result<Vec<(u32, ActionResult)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, action FROM progress WHERE execution_id = ?1 AND seq > ?2 ORDER BY seq",
+    )?;
+    let rows = stmt
+        .query_map(params![execution_id, i64::from(after_seq)], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    rows.into_iter()
+        .map(|(seq, action)| {
+            let what = format!("progress {seq} of execution {execution_id}");
+            Ok((to_u32(seq, &what)?, json(&action, &what)?))
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// Chat and memory
+// ---------------------------------------------------------------------------
+
+/// The last `limit` chat entries of an agent, oldest first.
+pub(crate) fn chat_history(
+    conn: &Connection,
+    agent_id: &str,
+    limit: u32,
+) -> Result<Vec<ChatEntry>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, role, message_type, text, at_ms FROM
+            (SELECT id, role, message_type, text, at_ms FROM chat WHERE agent_id = ?1
+             ORDER BY id DESC LIMIT ?2)
+         ORDER BY id",
+    )?;
+    let rows = stmt
+        .query_map(params![agent_id, i64::from(limit)], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, Option<String>>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, i64>(4)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    rows.into_iter()
+        .map(|(id, role, message_type, text, at_ms)| {
+            let what = format!("chat entry {id}");
+            Ok(ChatEntry {
+                id: to_u64(id, &what)?,
+                agent_id: agent_id.to_owned(),
+                role,
+                message_type,
+                text,
+                at_ms: to_u64(at_ms, &what)?,
+            })
+        })
+        .collect()
+}
+
+/// One value of an agent's memory.
+pub(crate) fn memory_get(conn: &Connection, agent_id: &str, key: &str) -> Result<Option<Value>, StoreError> {
+    let text: Option<String> = conn
+        .prepare_cached("SELECT value FROM memory WHERE agent_id = ?1 AND key = ?2")?
+        .query_row([agent_id, key], |row| row.get(0))
+        .optional()?;
+    text.map(|text| json(&text, &format!("memory {key} of agent {agent_id}")))
+        .transpose()
+}

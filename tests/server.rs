@@ -1,0 +1,243 @@
+//! The reference server over real sockets on ephemeral ports: every request
+//! format, concurrency on one connection, cancel, bad input, chat fan-out, and
+//! a restart on the same database.
+#![cfg(feature = "server")]
+
+use std::time::Duration;
+
+use agentwire::protocol::*;
+use agentwire::runtime::parse_agents_toml;
+use agentwire::server::{Server, ServerConfig};
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+
+const AGENTS: &str = r#"
+[[agent]]
+id = "instant"
+runtime = "scripted"
+actions = [
+  { function_name = "echo", params = { text = "one" } },
+  { function_name = "echo", params = { text = "two" } },
+]
+
+[[agent]]
+id = "slow"
+runtime = "scripted"
+actions = [
+  { function_name = "echo", params = { text = "first" } },
+  { function_name = "sleep", params = { ms = 30000 } },
+]
+"#;
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn start(
+    db: &str,
+) -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let config = ServerConfig {
+        host: "127.0.0.1".into(),
+        port: 0,
+        db: db.into(),
+        ..ServerConfig::default()
+    };
+    let server = Server::bind(config).await.unwrap();
+    for agent in parse_agents_toml(AGENTS).unwrap() {
+        server.add_agent(agent).await.unwrap();
+    }
+    let url = format!("ws://{}", server.local_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        server
+            .serve(async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+    });
+    (url, stop, task)
+}
+
+async fn connect(url: &str) -> Ws {
+    tokio_tungstenite::connect_async(url).await.unwrap().0
+}
+
+async fn send(ws: &mut Ws, text: &str) {
+    ws.send(Message::text(text)).await.unwrap();
+}
+
+async fn recv(ws: &mut Ws) -> ServerMessage {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("no message within 10 s");
+        if let Message::Text(text) = frame.unwrap().unwrap() {
+            return ServerMessage::decode(text.as_str()).unwrap_or_else(|e| panic!("{text}: {e}"));
+        }
+    }
+}
+
+fn response(message: ServerMessage) -> ExecutionResponse {
+    match message {
+        ServerMessage::ExecutionResponse(m) => m.data,
+        other => panic!("expected an execution_response, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn three_formats_each_get_one_started_and_one_completed() {
+    let (url, _stop, _task) = start(":memory:").await;
+    let mut ws = connect(&url).await;
+    for text in [
+        r#"{"type":"websocket_execution","agent_id":"instant"}"#,
+        r#"{"type":"execute","agent_id":"instant"}"#,
+        r#"{"type":"execute","data":{"agent_id":"instant"}}"#,
+    ] {
+        send(&mut ws, text).await;
+        let ExecutionResponse::Started(started) = response(recv(&mut ws).await) else {
+            panic!("not started")
+        };
+        let ExecutionResponse::Succeeded(done) = response(recv(&mut ws).await) else {
+            panic!("not a success")
+        };
+        assert_eq!(started.execution_id, done.execution_id);
+        assert_eq!(done.execution_count, 2);
+        assert_eq!(done.results[1].result, Some(serde_json::json!({"text": "two"})));
+    }
+}
+
+#[tokio::test]
+async fn concurrent_requests_on_one_connection_and_cancel() {
+    let (url, _stop, _task) = start(":memory:").await;
+    let mut ws = connect(&url).await;
+    send(
+        &mut ws,
+        r#"{"type":"execute","agent_id":"slow","request_id":"slow-1","progress":true}"#,
+    )
+    .await;
+    let ExecutionResponse::Started(_) = response(recv(&mut ws).await) else {
+        panic!()
+    };
+    let ServerMessage::ExecutionProgress(p) = recv(&mut ws).await else {
+        panic!("no progress")
+    };
+    assert_eq!((p.data.seq, p.data.request_id.as_deref()), (1, Some("slow-1")));
+    // The slow one is sleeping; a fast one still completes on the same socket.
+    send(
+        &mut ws,
+        r#"{"type":"execute","agent_id":"instant","request_id":"fast"}"#,
+    )
+    .await;
+    let ExecutionResponse::Started(_) = response(recv(&mut ws).await) else {
+        panic!()
+    };
+    let fast = response(recv(&mut ws).await);
+    assert_eq!(fast.request_id(), Some("fast"));
+    assert!(matches!(fast, ExecutionResponse::Succeeded(_)));
+    send(&mut ws, r#"{"type":"cancel","request_id":"slow-1"}"#).await;
+    let ExecutionResponse::Failed(cancelled) = response(recv(&mut ws).await) else {
+        panic!("not cancelled")
+    };
+    assert_eq!(cancelled.error_code, Some(ErrorCode::Cancelled));
+    assert_eq!(cancelled.results.map(|r| r.len()), Some(1));
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_typed_error_and_the_connection_stays_open() {
+    let (url, _stop, _task) = start(":memory:").await;
+    let mut ws = connect(&url).await;
+    for (text, code) in [
+        ("not json", ErrorCode::InvalidJson),
+        ("[1]", ErrorCode::InvalidMessage),
+        (r#"{"type":"execute"}"#, ErrorCode::MissingField),
+        (r#"{"type":"execute","agent_id":null}"#, ErrorCode::InvalidField),
+        (r#"{"type":"reboot"}"#, ErrorCode::UnknownType),
+    ] {
+        send(&mut ws, text).await;
+        let ServerMessage::Error(e) = recv(&mut ws).await else {
+            panic!("{text}: no error")
+        };
+        assert_eq!(e.data.code, Some(code), "{text}");
+    }
+    ws.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+    let ServerMessage::Error(e) = recv(&mut ws).await else {
+        panic!("binary: no error")
+    };
+    assert_eq!(e.data.code, Some(ErrorCode::UnsupportedFrame));
+    send(&mut ws, r#"{"type":"execute","agent_id":"nope"}"#).await;
+    let ExecutionResponse::Started(_) = response(recv(&mut ws).await) else {
+        panic!()
+    };
+    let ExecutionResponse::Failed(f) = response(recv(&mut ws).await) else {
+        panic!()
+    };
+    assert_eq!(f.error_code, Some(ErrorCode::AgentNotFound));
+    send(&mut ws, r#"{"type":"ping"}"#).await;
+    assert_eq!(recv(&mut ws).await, ServerMessage::Pong);
+}
+
+#[tokio::test]
+async fn chat_steps_fan_out_to_every_connection_on_the_agent() {
+    let (url, _stop, _task) = start(":memory:").await;
+    let (mut a, mut b) = (connect(&url).await, connect(&url).await);
+    send(&mut a, r#"{"type":"user_message","message":"hi"}"#).await;
+    assert!(matches!(recv(&mut a).await, ServerMessage::AgentResponseError(_)));
+    send(
+        &mut a,
+        r#"{"type":"command","command":"create_agent","config":{"name":"bob"}}"#,
+    )
+    .await;
+    let ServerMessage::CommandResponse(r) = recv(&mut a).await else {
+        panic!()
+    };
+    assert_eq!(r.status, "OK: Agent initialized");
+    send(
+        &mut b,
+        r#"{"type":"command","command":"load_agent","name":"bob"}"#,
+    )
+    .await;
+    let ServerMessage::CommandResponse(r) = recv(&mut b).await else {
+        panic!()
+    };
+    assert_eq!(r.status, "OK: Agent 'bob' loaded");
+    send(&mut a, r#"{"type":"user_message","message":"hello"}"#).await;
+    for ws in [&mut a, &mut b] {
+        assert!(matches!(recv(ws).await, ServerMessage::AgentResponseStart(_)));
+        let mut kinds = Vec::new();
+        loop {
+            match recv(ws).await {
+                ServerMessage::AgentResponse(r) => kinds.push(r.message_type),
+                ServerMessage::AgentResponseEnd(_) => break,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(kinds.contains(&AgentMessageType::AssistantMessage), "{kinds:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_restart_on_the_same_database_keeps_completed_executions() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("agentwire.db").to_string_lossy().into_owned();
+    let (url, stop, task) = start(&db).await;
+    let mut ws = connect(&url).await;
+    send(&mut ws, r#"{"type":"execute","agent_id":"instant"}"#).await;
+    let _ = recv(&mut ws).await;
+    let done = response(recv(&mut ws).await);
+    let execution_id = done.execution_id().unwrap().to_owned();
+    drop(ws);
+    stop.send(()).unwrap();
+    task.await.unwrap();
+
+    let (url, _stop, _task) = start(&db).await;
+    let mut ws = connect(&url).await;
+    send(
+        &mut ws,
+        &format!(r#"{{"type":"get_execution","execution_id":"{execution_id}"}}"#),
+    )
+    .await;
+    assert_eq!(response(recv(&mut ws).await), done);
+}

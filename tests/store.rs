@@ -1,0 +1,565 @@
+#![cfg(feature = "server")]
+//! The persistence layer: agents, the execution lifecycle, commit-before-ack,
+//! group commit, crash recovery, chat history, memory, and `:memory:` stores —
+//! on real SQLite files in a temporary directory.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use agentwire::protocol::{ActionResult, ErrorCode, ExecutionResponse};
+use agentwire::store::{ExecutionStatus, MEMORY_PATH, Outcome, Store, StoreError, StoredAgent};
+use serde_json::{Map, Value, json};
+
+fn open(dir: &Path) -> (Store, u32) {
+    let path = dir.join("store.db");
+    Store::open(path.to_str().expect("utf-8 temp path")).expect("store opens")
+}
+
+fn agent(id: &str, name: Option<&str>) -> StoredAgent {
+    StoredAgent {
+        id: id.to_owned(),
+        name: name.map(str::to_owned),
+        runtime: "scripted".to_owned(),
+        definition: json!({"steps": [id]}),
+    }
+}
+
+fn action(n: u32) -> ActionResult {
+    let mut params = Map::new();
+    params.insert("n".to_owned(), json!(n));
+    ActionResult::ok(format!("step_{n}"), Some(params), json!({"ok": n}))
+}
+
+/// An independent connection on the same file: what is committed, not what the
+/// store's own connections might see.
+fn raw(dir: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(dir.join("store.db")).expect("second connection opens")
+}
+
+#[tokio::test]
+async fn agents_upsert_list_find_remove() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, interrupted) = open(dir.path());
+    assert_eq!(interrupted, 0);
+
+    store.upsert_agent(agent("a1", Some("alpha"))).await.unwrap();
+    store.upsert_agent(agent("a2", None)).await.unwrap();
+    store.upsert_agent(agent("a3", Some("gamma"))).await.unwrap();
+    // Upsert replaces in place: order stays the order of first insertion.
+    let mut renamed = agent("a1", Some("alpha2"));
+    renamed.runtime = "process".to_owned();
+    store.upsert_agent(renamed.clone()).await.unwrap();
+
+    let agents = store.list_agents().await.unwrap();
+    let ids: Vec<&str> = agents.iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(ids, ["a1", "a2", "a3"]);
+    assert_eq!(agents[0], renamed);
+    assert_eq!(agents[1].definition, json!({"steps": ["a2"]}));
+
+    assert_eq!(
+        store.find_agent("a3").await.unwrap(),
+        Some(agent("a3", Some("gamma")))
+    );
+    assert_eq!(
+        store.find_agent("gamma").await.unwrap().map(|a| a.id),
+        Some("a3".to_owned())
+    );
+    assert_eq!(
+        store.find_agent("alpha2").await.unwrap().map(|a| a.id),
+        Some("a1".to_owned())
+    );
+    assert_eq!(store.find_agent("alpha").await.unwrap(), None);
+    assert_eq!(store.find_agent("nobody").await.unwrap(), None);
+
+    assert!(store.remove_agent("a2").await.unwrap());
+    assert!(!store.remove_agent("a2").await.unwrap());
+    let ids: Vec<String> = store
+        .list_agents()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(ids, ["a1", "a3"]);
+
+    // Persisted: visible after reopening.
+    drop(store);
+    let (store, _) = open(dir.path());
+    let ids: Vec<String> = store
+        .list_agents()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(ids, ["a1", "a3"]);
+}
+
+#[tokio::test]
+async fn execution_lifecycle_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path());
+
+    store.start_execution("e1", "a1", Some("r1")).await.unwrap();
+    store.flush().await.unwrap();
+    let record = store.get_execution("e1").await.unwrap().expect("stored");
+    assert_eq!(record.status, ExecutionStatus::Running);
+    assert_eq!(record.request_id.as_deref(), Some("r1"));
+    assert_eq!(record.completed_at_ms, None);
+    match record.to_response() {
+        ExecutionResponse::Started(started) => {
+            assert_eq!(started.message, "Execution e1 is running");
+            assert_eq!(started.execution_id.as_deref(), Some("e1"));
+            assert_eq!(started.request_id.as_deref(), Some("r1"));
+        }
+        other => panic!("expected started, got {other:?}"),
+    }
+
+    for seq in 1..=3 {
+        store.record_progress("e1", seq, &action(seq));
+    }
+    let results: Vec<ActionResult> = (1..=3).map(action).collect();
+    store
+        .complete_execution(
+            "e1",
+            Outcome::Succeeded {
+                results: results.clone(),
+            },
+        )
+        .await
+        .unwrap();
+
+    let record = store.get_execution("e1").await.unwrap().expect("stored");
+    assert_eq!(record.status, ExecutionStatus::Succeeded);
+    assert_eq!(record.results, results);
+    assert_eq!(record.progress_count, 3);
+    assert_eq!(record.error, None);
+    assert_eq!(record.error_code, None);
+    let completed = record.completed_at_ms.expect("completed time");
+    assert!(completed >= record.started_at_ms);
+    match record.to_response() {
+        ExecutionResponse::Succeeded(done) => {
+            assert_eq!(done.results, results);
+            assert_eq!(done.execution_count, 3);
+            assert_eq!(done.agent_id, "a1");
+            assert_eq!(done.request_id.as_deref(), Some("r1"));
+        }
+        other => panic!("expected succeeded, got {other:?}"),
+    }
+
+    let after = store.progress_after("e1", 1).await.unwrap();
+    assert_eq!(after, vec![(2, action(2)), (3, action(3))]);
+    assert_eq!(store.progress_after("e1", 0).await.unwrap().len(), 3);
+    assert!(store.progress_after("e1", 3).await.unwrap().is_empty());
+
+    // A failure keeps its code, message and partial results.
+    store.start_execution("e2", "a1", None).await.unwrap();
+    store
+        .complete_execution(
+            "e2",
+            Outcome::Failed {
+                results: vec![action(1)],
+                code: ErrorCode::Timeout,
+                error: "took too long".to_owned(),
+            },
+        )
+        .await
+        .unwrap();
+    let record = store.get_execution("e2").await.unwrap().expect("stored");
+    assert_eq!(record.status, ExecutionStatus::Failed);
+    assert_eq!(record.error_code, Some(ErrorCode::Timeout));
+    match record.to_response() {
+        ExecutionResponse::Failed(failed) => {
+            assert_eq!(failed.error, "took too long");
+            assert_eq!(failed.error_code, Some(ErrorCode::Timeout));
+            assert_eq!(failed.results, Some(vec![action(1)]));
+        }
+        other => panic!("expected failed, got {other:?}"),
+    }
+
+    assert_eq!(store.get_execution("nope").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn write_errors_are_typed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path());
+
+    store.start_execution_committed("e1", "a1", None).await.unwrap();
+    assert_eq!(
+        store.start_execution_committed("e1", "a1", None).await,
+        Err(StoreError::DuplicateExecution("e1".to_owned()))
+    );
+    // The lazy variant is acknowledged once queued; its failure is counted.
+    let failed_before = store.failed_write_count();
+    store.start_execution("e1", "a1", None).await.unwrap();
+    store.flush().await.unwrap();
+    assert_eq!(store.failed_write_count(), failed_before + 1);
+    assert_eq!(
+        store
+            .complete_execution("ghost", Outcome::Succeeded { results: vec![] })
+            .await,
+        Err(StoreError::ExecutionNotFound("ghost".to_owned()))
+    );
+    store
+        .complete_execution("e1", Outcome::Succeeded { results: vec![] })
+        .await
+        .unwrap();
+    let second = Outcome::Failed {
+        results: vec![],
+        code: ErrorCode::Cancelled,
+        error: "late".to_owned(),
+    };
+    assert_eq!(
+        store.complete_execution("e1", second).await,
+        Err(StoreError::AlreadyCompleted("e1".to_owned()))
+    );
+    // The first completion stands; failures in a batch do not undo the others.
+    let record = store.get_execution("e1").await.unwrap().unwrap();
+    assert_eq!(record.status, ExecutionStatus::Succeeded);
+
+    let failed_before = store.failed_write_count();
+    store.record_progress("e1", 1, &action(1));
+    store.record_progress("e1", 1, &action(9)); // repeated seq: logged, counted
+    store.flush().await.unwrap();
+    assert_eq!(store.failed_write_count(), failed_before + 1);
+    assert_eq!(store.progress_after("e1", 0).await.unwrap(), vec![(1, action(1))]);
+}
+
+#[tokio::test]
+async fn complete_execution_resolves_after_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path());
+    let check = raw(dir.path());
+    let status = |id: &str| -> Option<(String, Option<String>)> {
+        check
+            .query_row(
+                "SELECT status, results FROM executions WHERE execution_id = ?1",
+                [id],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .ok()
+    };
+
+    for i in 0..20 {
+        let id = format!("e{i}");
+        store.start_execution(&id, "a1", None).await.unwrap();
+        store.record_progress(&id, 1, &action(1));
+        store
+            .complete_execution(
+                &id,
+                Outcome::Succeeded {
+                    results: vec![action(1)],
+                },
+            )
+            .await
+            .unwrap();
+        // Right after the await, an independent connection sees it committed.
+        let (state, results) = status(&id).expect("row committed");
+        assert_eq!(state, "succeeded");
+        let results: Value = serde_json::from_str(&results.expect("results stored")).unwrap();
+        assert_eq!(
+            results,
+            json!([{"function_name": "step_1", "params": {"n": 1}, "result": {"ok": 1}}])
+        );
+    }
+}
+
+#[tokio::test]
+async fn reads_do_not_wait_behind_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path());
+    store.start_execution_committed("e1", "a1", None).await.unwrap();
+
+    // Another connection holds the write lock: the writer is stuck in its
+    // busy-wait, yet reads go on.
+    let blocker = raw(dir.path());
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let pending = tokio::spawn(store.complete_execution("e1", Outcome::Succeeded { results: vec![] }));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !pending.is_finished(),
+        "the writer cannot commit while the lock is held"
+    );
+
+    let started = Instant::now();
+    let record = store.get_execution("e1").await.unwrap().unwrap();
+    assert_eq!(record.status, ExecutionStatus::Running);
+    assert_eq!(store.list_agents().await.unwrap(), vec![]);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "reads waited: {:?}",
+        started.elapsed()
+    );
+
+    blocker.execute_batch("COMMIT").unwrap();
+    pending.await.unwrap().unwrap();
+    let record = store.get_execution("e1").await.unwrap().unwrap();
+    assert_eq!(record.status, ExecutionStatus::Succeeded);
+}
+
+async fn complete_many(store: &Store, n: usize) -> Duration {
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(n);
+    for i in 0..n {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let id = format!("exec-{i}");
+            store
+                .start_execution(&id, "a1", Some(&format!("req-{i}")))
+                .await
+                .unwrap();
+            store.record_progress(&id, 1, &action(1));
+            store
+                .complete_execution(
+                    &id,
+                    Outcome::Succeeded {
+                        results: vec![action(1)],
+                    },
+                )
+                .await
+        }));
+    }
+    for task in tasks {
+        task.await.expect("task ran").expect("completion committed");
+    }
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_completions_are_group_committed() {
+    const N: usize = 1000;
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path());
+    let commits_before = store.commit_count();
+
+    let elapsed = complete_many(&store, N).await;
+    let commits = store.commit_count() - commits_before;
+
+    // Every completion is durable: an independent connection counts them.
+    let check = raw(dir.path());
+    let done: i64 = check
+        .query_row(
+            "SELECT COUNT(*) FROM executions WHERE status = 'succeeded'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(done, N as i64);
+    let progress: i64 = check
+        .query_row("SELECT COUNT(*) FROM progress", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(progress, N as i64);
+    assert!(commits >= 1);
+    assert!(
+        commits <= (N / 4) as u64,
+        "{N} completions took {commits} commits"
+    );
+
+    let (memory, _) = Store::open(MEMORY_PATH).unwrap();
+    let in_memory = complete_many(&memory, N).await;
+    eprintln!(
+        "{N} concurrent executions: file {elapsed:?} in {commits} commits, :memory: {in_memory:?} in {} commits",
+        memory.commit_count()
+    );
+}
+
+#[tokio::test]
+async fn restart_marks_running_executions_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (store, _) = open(dir.path());
+        store.start_execution("done", "a1", None).await.unwrap();
+        store
+            .complete_execution("done", Outcome::Succeeded { results: vec![] })
+            .await
+            .unwrap();
+        store.start_execution("left", "a1", Some("r9")).await.unwrap();
+        store.record_progress("left", 1, &action(1));
+        store.record_progress("left", 2, &action(2));
+        // Dropped with "left" running, progress not flushed: drop drains the queue.
+    }
+
+    let (store, interrupted) = open(dir.path());
+    assert_eq!(interrupted, 1);
+    let record = store.get_execution("left").await.unwrap().expect("stored");
+    assert_eq!(record.status, ExecutionStatus::Interrupted);
+    assert!(record.status.is_completed());
+    assert_eq!(record.error_code, Some(ErrorCode::Interrupted));
+    assert!(record.completed_at_ms.is_some());
+    assert_eq!(record.results, vec![action(1), action(2)]);
+    match record.to_response() {
+        ExecutionResponse::Failed(failed) => {
+            assert_eq!(failed.error_code, Some(ErrorCode::Interrupted));
+            assert_eq!(failed.request_id.as_deref(), Some("r9"));
+            assert_eq!(failed.execution_count, Some(2));
+            assert!(!failed.error.is_empty());
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    let done = store.get_execution("done").await.unwrap().unwrap();
+    assert_eq!(done.status, ExecutionStatus::Succeeded);
+
+    // Only once: the next open finds nothing running.
+    drop(store);
+    let (_, interrupted) = open(dir.path());
+    assert_eq!(interrupted, 0);
+}
+
+#[tokio::test]
+async fn chat_history_keeps_order_and_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path());
+    store.append_chat("a1", "user", None, "hello").detach();
+    store.append_chat("a2", "user", None, "other agent").detach();
+    store
+        .append_chat("a1", "assistant", Some("internal_monologue"), "User said hello.")
+        .detach();
+    store
+        .append_chat("a1", "assistant", Some("assistant_message"), "Hi!")
+        .detach();
+    store.append_chat("a1", "user", None, "bye").await.unwrap();
+
+    let history = store.chat_history("a1", 100).await.unwrap();
+    let texts: Vec<&str> = history.iter().map(|e| e.text.as_str()).collect();
+    assert_eq!(texts, ["hello", "User said hello.", "Hi!", "bye"]);
+    assert!(history.windows(2).all(|w| w[0].id < w[1].id));
+    assert_eq!(history[1].message_type.as_deref(), Some("internal_monologue"));
+    assert_eq!(history[0].role, "user");
+    assert!(history.iter().all(|e| e.agent_id == "a1"));
+
+    // The limit keeps the most recent entries, still oldest first.
+    let last: Vec<String> = store
+        .chat_history("a1", 2)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.text)
+        .collect();
+    assert_eq!(last, ["Hi!", "bye"]);
+    assert_eq!(store.chat_history("a2", 10).await.unwrap().len(), 1);
+
+    drop(store);
+    let (store, _) = open(dir.path());
+    assert_eq!(store.chat_history("a1", 100).await.unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn memory_is_read_your_writes_and_persists() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path());
+    store.upsert_agent(agent("a1", None)).await.unwrap();
+
+    assert_eq!(store.memory_get("a1", "counter"), None);
+    store.memory_set("a1", "counter", json!(1));
+    assert_eq!(store.memory_get("a1", "counter"), Some(json!(1)));
+    store.memory_set("a1", "counter", json!(2));
+    store.memory_set("a1", "facts", json!({"name": "Ada"}));
+    assert_eq!(store.memory_get("a1", "counter"), Some(json!(2)));
+    assert_eq!(store.memory_get("a2", "counter"), None);
+
+    // Once committed, the value comes from the database.
+    store.flush().await.unwrap();
+    assert_eq!(store.memory_get("a1", "counter"), Some(json!(2)));
+    let stored: String = raw(dir.path())
+        .query_row(
+            "SELECT value FROM memory WHERE agent_id = 'a1' AND key = 'counter'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored, "2");
+
+    store.memory_delete("a1", "facts");
+    assert_eq!(store.memory_get("a1", "facts"), None);
+    store.flush().await.unwrap();
+    assert_eq!(store.memory_get("a1", "facts"), None);
+
+    // Persistence across reopening.
+    store.memory_set("a1", "late", json!("unflushed"));
+    drop(store);
+    let (store, _) = open(dir.path());
+    assert_eq!(store.memory_get("a1", "counter"), Some(json!(2)));
+    assert_eq!(store.memory_get("a1", "late"), Some(json!("unflushed")));
+
+    // Removing the agent removes its memory and chat, at once for readers.
+    store.append_chat("a1", "user", None, "hi").detach();
+    let removal = store.remove_agent("a1");
+    assert_eq!(store.memory_get("a1", "counter"), None);
+    assert!(removal.await.unwrap());
+    assert_eq!(store.memory_get("a1", "counter"), None);
+    assert!(store.chat_history("a1", 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn memory_path_store_has_the_same_api() {
+    let (store, interrupted) = Store::open(MEMORY_PATH).unwrap();
+    assert!(store.is_in_memory());
+    assert_eq!(interrupted, 0);
+
+    store.upsert_agent(agent("a1", Some("alpha"))).await.unwrap();
+    assert_eq!(
+        store.find_agent("alpha").await.unwrap().map(|a| a.id),
+        Some("a1".to_owned())
+    );
+    assert_eq!(store.list_agents().await.unwrap().len(), 1);
+
+    store.start_execution("e1", "a1", None).await.unwrap();
+    for seq in 1..=3 {
+        store.record_progress("e1", seq, &action(seq));
+    }
+    // Reads of a `:memory:` store see everything queued before them.
+    assert_eq!(store.progress_after("e1", 1).await.unwrap().len(), 2);
+    store
+        .complete_execution(
+            "e1",
+            Outcome::Succeeded {
+                results: (1..=3).map(action).collect(),
+            },
+        )
+        .await
+        .unwrap();
+    let record = store.get_execution("e1").await.unwrap().unwrap();
+    assert_eq!(record.status, ExecutionStatus::Succeeded);
+    assert_eq!(record.results.len(), 3);
+    assert_eq!(record.progress_count, 3);
+
+    store.append_chat("a1", "user", None, "one").detach();
+    store
+        .append_chat("a1", "assistant", Some("assistant_message"), "two")
+        .detach();
+    let texts: Vec<String> = store
+        .chat_history("a1", 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.text)
+        .collect();
+    assert_eq!(texts, ["one", "two"]);
+
+    store.memory_set("a1", "k", json!([1, 2]));
+    store.flush().await.unwrap();
+    assert_eq!(store.memory_get("a1", "k"), Some(json!([1, 2])));
+    assert!(store.remove_agent("a1").await.unwrap());
+    assert_eq!(store.memory_get("a1", "k"), None);
+    assert!(store.commit_count() > 0);
+
+    // Each `:memory:` store is its own database.
+    let (other, _) = Store::open(MEMORY_PATH).unwrap();
+    assert!(other.list_agents().await.unwrap().is_empty());
+    assert_eq!(other.get_execution("e1").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn open_reports_bad_paths_as_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no/such/dir/store.db");
+    match Store::open(missing.to_str().unwrap()) {
+        Err(StoreError::Open { .. }) => {}
+        other => panic!("expected an open error, got {other:?}"),
+    }
+    // Not a database: an error, not a panic.
+    let junk = dir.path().join("junk.db");
+    std::fs::write(&junk, vec![b'x'; 8192]).unwrap();
+    assert!(Store::open(junk.to_str().unwrap()).is_err());
+}
