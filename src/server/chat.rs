@@ -158,10 +158,11 @@ pub(crate) async fn user_message(shared: &Arc<Shared>, conn: &Arc<ConnState>, me
         let publish = |message: ServerMessage| {
             let _ = room.send(Utf8Bytes::from(message.encode()));
         };
-        let _ = shared
+        // Queued in order behind the step's other writes; nobody waits for the commit.
+        shared
             .store
             .append_chat(&agent_id, "user", None, &message.message)
-            .await;
+            .detach();
         publish(ServerMessage::AgentResponseStart(AgentResponseStart {
             request_id: request_id.clone(),
         }));
@@ -192,10 +193,10 @@ pub(crate) async fn user_message(shared: &Arc<Shared>, conn: &Arc<ConnState>, me
         for response in &said {
             let kind = serde_json::to_value(response.message_type).ok();
             let kind = kind.as_ref().and_then(|v| v.as_str());
-            let _ = shared
+            shared
                 .store
                 .append_chat(&agent_id, "agent", kind, &response.message)
-                .await;
+                .detach();
         }
         match result {
             Ok(()) => {
