@@ -173,7 +173,9 @@ async fn run(
             request.request_id.clone(),
         );
         results.push(action);
-        ServerMessage::execution_progress(progress)
+        let message = ServerMessage::execution_progress(progress);
+        live.publish(message.clone());
+        request.progress.then_some(message)
     };
     let runner = agent.runtime.execute(ctx);
     tokio::pin!(runner);
@@ -183,12 +185,10 @@ async fn run(
             _ = live.cancel.cancelled() => break Err(crate::runtime::AgentError::new(
                 ErrorCode::Cancelled, "the execution was cancelled")),
             Some(event) = rx.recv() => {
-                if let AgentEvent::Action(action) = event {
-                    let message = record(action, &mut results);
-                    live.publish(message.clone());
-                    if request.progress {
-                        conn.outbox.send(&message).await;
-                    }
+                if let AgentEvent::Action(action) = event
+                    && let Some(message) = record(action, &mut results)
+                {
+                    conn.outbox.send(&message).await;
                 }
             }
             result = &mut runner => break result,
@@ -196,12 +196,10 @@ async fn run(
     };
     // The runner is done (or dropped below); report what it sent before it ended.
     while let Ok(event) = rx.try_recv() {
-        if let AgentEvent::Action(action) = event {
-            let message = record(action, &mut results);
-            live.publish(message.clone());
-            if request.progress {
-                conn.outbox.send(&message).await;
-            }
+        if let AgentEvent::Action(action) = event
+            && let Some(message) = record(action, &mut results)
+        {
+            conn.outbox.send(&message).await;
         }
     }
     match finished {
