@@ -8,6 +8,8 @@
 //! Without default features this crate is the wire types alone (serde, no I/O).
 #![warn(missing_docs)]
 
+#[cfg(feature = "client")]
+pub mod client;
 pub mod codegen;
 pub mod protocol;
 #[cfg(feature = "server")]

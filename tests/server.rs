@@ -3,11 +3,11 @@
 //! a restart on the same database.
 #![cfg(feature = "server")]
 
+mod common;
+
 use std::time::Duration;
 
 use agentwire::protocol::*;
-use agentwire::runtime::parse_agents_toml;
-use agentwire::server::{Server, ServerConfig};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -38,27 +38,8 @@ async fn start(
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<()>,
 ) {
-    let config = ServerConfig {
-        host: "127.0.0.1".into(),
-        port: 0,
-        db: db.into(),
-        ..ServerConfig::default()
-    };
-    let server = Server::bind(config).await.unwrap();
-    for agent in parse_agents_toml(AGENTS).unwrap() {
-        server.add_agent(agent).await.unwrap();
-    }
-    let url = format!("ws://{}", server.local_addr());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        server
-            .serve(async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-    });
-    (url, stop, task)
+    let server = common::server::start(db, AGENTS).await;
+    (server.url, server.stop, server.task)
 }
 
 async fn connect(url: &str) -> Ws {
@@ -240,4 +221,60 @@ async fn a_restart_on_the_same_database_keeps_completed_executions() {
     )
     .await;
     assert_eq!(response(recv(&mut ws).await), done);
+}
+
+/// One plain HTTP/1.1 request on a fresh socket; the whole answer.
+async fn http_get(url: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = url.trim_start_matches("ws://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut answer))
+        .await
+        .expect("no HTTP answer within 10 s")
+        .unwrap();
+    answer
+}
+
+#[tokio::test]
+async fn healthz_and_metrics_share_the_websocket_port() {
+    let (url, _stop, _task) = start(":memory:").await;
+    let health = http_get(&url, "/healthz").await;
+    assert!(health.starts_with("HTTP/1.1 200 OK\r\n"), "{health}");
+    assert!(health.ends_with("\r\n\r\nok\n"), "{health}");
+    assert!(http_get(&url, "/nope").await.starts_with("HTTP/1.1 404 "));
+
+    let mut ws = connect(&url).await;
+    send(&mut ws, r#"{"type":"execute","agent_id":"instant"}"#).await;
+    send(&mut ws, r#"{"type":"execute","agent_id":"nobody"}"#).await;
+    send(&mut ws, "not json").await;
+    let mut completed = 0;
+    while completed < 2 {
+        if let ServerMessage::ExecutionResponse(r) = recv(&mut ws).await
+            && matches!(
+                r.data,
+                ExecutionResponse::Succeeded(_) | ExecutionResponse::Failed(_)
+            )
+        {
+            completed += 1;
+        }
+    }
+    let metrics = http_get(&url, "/metrics").await;
+    let body = metrics.split("\r\n\r\n").nth(1).unwrap();
+    for line in [
+        "agentwire_connections_open 1",
+        "agentwire_connections_total 1",
+        "agentwire_messages_received_total 3",
+        "agentwire_messages_rejected_total 1",
+        "agentwire_executions_total{outcome=\"succeeded\"} 1",
+        "agentwire_executions_total{outcome=\"failed\"} 1",
+        "agentwire_execution_duration_seconds_count 2",
+    ] {
+        assert!(body.lines().any(|l| l == line), "no `{line}` in\n{body}");
+    }
+    // The WebSocket still works after the HTTP requests beside it.
+    send(&mut ws, r#"{"type":"ping"}"#).await;
+    assert!(matches!(recv(&mut ws).await, ServerMessage::Pong));
 }

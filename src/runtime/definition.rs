@@ -138,6 +138,16 @@ impl AgentDefinition {
         AgentInfo::new(self.id.clone(), self.name.clone(), self.runtime_name())
     }
 
+    /// The store's record of this agent.
+    pub fn to_stored(&self) -> Result<crate::store::StoredAgent, String> {
+        Ok(crate::store::StoredAgent {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            runtime: self.runtime_name().to_owned(),
+            definition: serde_json::to_value(self).map_err(|e| e.to_string())?,
+        })
+    }
+
     /// Check what serde cannot: the id is 1–256 characters, and a process
     /// agent has a program to run.
     pub fn validate(&self) -> Result<(), String> {

@@ -85,11 +85,11 @@ pub(crate) async fn command(shared: &Arc<Shared>, conn: &Arc<ConnState>, command
             };
             match persist(shared, &definition).await {
                 Ok(()) => {
-                    let agent = shared.register(definition);
-                    join(shared, conn, &agent.definition.id);
+                    let agent = shared.register(&definition);
+                    join(shared, conn, &agent.info.agent_id);
                     CommandResponse::new(
                         "OK: Agent initialized",
-                        Some(agent.definition.id.clone()),
+                        Some(agent.info.agent_id.clone()),
                         create.request_id,
                     )
                 }
@@ -102,10 +102,10 @@ pub(crate) async fn command(shared: &Arc<Shared>, conn: &Arc<ConnState>, command
         }
         ChatCommand::LoadAgent(load) => match shared.agent(&load.name) {
             Some(agent) => {
-                join(shared, conn, &agent.definition.id);
+                join(shared, conn, &agent.info.agent_id);
                 CommandResponse::new(
                     format!("OK: Agent '{}' loaded", load.name),
-                    Some(agent.definition.id.clone()),
+                    Some(agent.info.agent_id.clone()),
                     load.request_id,
                 )
             }
@@ -123,12 +123,7 @@ pub(crate) async fn command(shared: &Arc<Shared>, conn: &Arc<ConnState>, command
 }
 
 async fn persist(shared: &Shared, definition: &AgentDefinition) -> Result<(), String> {
-    let stored = crate::store::StoredAgent {
-        id: definition.id.clone(),
-        name: definition.name.clone(),
-        runtime: definition.runtime_name().to_owned(),
-        definition: serde_json::to_value(definition).map_err(|e| e.to_string())?,
-    };
+    let stored = definition.to_stored()?;
     shared.store.upsert_agent(stored).await.map_err(|e| e.to_string())
 }
 
@@ -147,13 +142,14 @@ pub(crate) async fn user_message(shared: &Arc<Shared>, conn: &Arc<ConnState>, me
         conn.outbox.send(&ServerMessage::AgentResponseError(error)).await;
         return;
     };
-    let agent_id = agent.definition.id.clone();
+    let agent_id = agent.info.agent_id.clone();
     join(shared, conn, &agent_id);
     let room = shared.room(&agent_id);
     let shared = shared.clone();
     tokio::spawn(async move {
         // One step at a time per agent: ordering and no clobbered state.
         let _step = agent.step_lock.lock().await;
+        shared.metrics.chat_step();
         let request_id = message.request_id.clone();
         let publish = |message: ServerMessage| {
             let _ = room.send(Utf8Bytes::from(message.encode()));

@@ -6,13 +6,14 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-use super::{Shared, chat, execute};
+use super::{Shared, chat, execute, http};
 use crate::protocol::{
     ClientMessage, DecodeError, ErrorCode, ErrorData, HelloResponse, PROTOCOL_VERSION, ServerError,
     ServerMessage,
@@ -43,20 +44,51 @@ pub(crate) struct ConnState {
     pub chat: chat::ChatState,
 }
 
-pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream) -> Result<(), String> {
+/// How long a client may take to send its request head.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serve one TCP connection: a WebSocket session, or one plain HTTP answer.
+pub(crate) async fn serve(shared: Arc<Shared>, mut stream: TcpStream) -> Result<(), String> {
     let _ = stream.set_nodelay(true);
-    let ws = tokio_tungstenite::accept_async(stream)
+    let head = tokio::time::timeout(HANDSHAKE_TIMEOUT, http::read_head(&mut stream))
+        .await
+        .map_err(|_| "no request head within the handshake timeout".to_owned())?
+        .map_err(|e| e.to_string())?;
+    let prefix = match head {
+        http::Request::Upgrade(prefix) => prefix,
+        plain => {
+            return http::respond(&shared, &mut stream, plain)
+                .await
+                .map_err(|e| e.to_string());
+        }
+    };
+    let ws = tokio_tungstenite::accept_async(http::Rewind::new(prefix, stream))
         .await
         .map_err(|e| e.to_string())?;
+    shared.metrics.connection_opened();
+    tracing::debug!("websocket open");
+    let result = session(&shared, ws).await;
+    shared.metrics.connection_closed();
+    tracing::debug!("websocket closed");
+    result
+}
+
+async fn session(
+    shared: &Arc<Shared>,
+    ws: tokio_tungstenite::WebSocketStream<http::Rewind<TcpStream>>,
+) -> Result<(), String> {
     let (mut sink, mut source) = ws.split();
     let (tx, mut rx) = mpsc::channel::<Message>(256);
+    let counters = shared.clone();
     let writer = tokio::spawn(async move {
         while let Some(message) = rx.recv().await {
+            counters.metrics.message_sent();
             if sink.feed(message).await.is_err() {
                 return;
             }
             // Batch what is already queued into one flush.
             while let Ok(message) = rx.try_recv() {
+                counters.metrics.message_sent();
                 if sink.feed(message).await.is_err() {
                     return;
                 }
@@ -83,7 +115,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream) -> Result<(), 
             }
         };
         match frame {
-            Message::Text(text) => dispatch(&shared, &conn, text.as_str()).await,
+            Message::Text(text) => dispatch(shared, &conn, text.as_str()).await,
             Message::Binary(_) => {
                 let error = ErrorData::new(
                     ErrorCode::UnsupportedFrame,
@@ -102,9 +134,14 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream) -> Result<(), 
 }
 
 async fn dispatch(shared: &Arc<Shared>, conn: &Arc<ConnState>, text: &str) {
-    let message = match ClientMessage::decode(text) {
+    let decoded = ClientMessage::decode(text);
+    shared.metrics.message_received(decoded.is_err());
+    let message = match decoded {
         Ok(message) => message,
-        Err(error) => return reject(conn, error).await,
+        Err(error) => {
+            tracing::debug!(code = ?error.code, field = ?error.field, "rejected a message: {}", error.message);
+            return reject(conn, error).await;
+        }
     };
     match message {
         ClientMessage::Execute(request) => execute::start(shared, conn, request).await,

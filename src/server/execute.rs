@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::Shared;
 use super::connection::ConnState;
+use super::{ExecutionOutcome, Shared};
 use crate::protocol::{
     ActionResult, CancelRequest, ErrorCode, ErrorData, ExecuteRequest, ExecutionFailed, ExecutionProgress,
     ExecutionResponse, ExecutionStarted, ExecutionSucceeded, GetExecutionRequest, ServerMessage,
@@ -85,12 +85,22 @@ pub(crate) async fn start(shared: &Arc<Shared>, conn: &Arc<ConnState>, request: 
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(execution_id.clone(), live.clone());
+    // Committed before `started` is sent: an acknowledged execution is never
+    // lost, and after a crash `get_execution` reports it as interrupted.
     if let Err(e) = shared
         .store
-        .start_execution(&execution_id, &request.agent_id, request.request_id.as_deref())
+        .start_execution_committed(&execution_id, &request.agent_id, request.request_id.as_deref())
         .await
     {
         tracing::error!(%execution_id, "could not record the execution's start: {e}");
+        forget(shared, conn, &execution_id, request.request_id.as_deref());
+        let error = ErrorData::new(
+            ErrorCode::InternalError,
+            format!("could not record the execution: {e}"),
+        )
+        .with_request_id(request.request_id.clone());
+        conn.outbox.send(&ServerMessage::error(error)).await;
+        return;
     }
     let started = ExecutionStarted::new(&request.agent_id, &execution_id, request.request_id.clone());
     conn.outbox
@@ -99,8 +109,19 @@ pub(crate) async fn start(shared: &Arc<Shared>, conn: &Arc<ConnState>, request: 
 
     let shared = shared.clone();
     let conn = conn.clone();
+    let began = std::time::Instant::now();
     tokio::spawn(async move {
         let outcome = run(&shared, &conn, &request, &execution_id, &live).await;
+        let label = match &outcome {
+            Outcome::Succeeded { .. } => ExecutionOutcome::Succeeded,
+            Outcome::Failed {
+                code: ErrorCode::Cancelled,
+                ..
+            } => ExecutionOutcome::Cancelled,
+            Outcome::Failed { .. } => ExecutionOutcome::Failed,
+        };
+        shared.metrics.execution(label, began.elapsed());
+        tracing::debug!(%execution_id, agent_id = %request.agent_id, outcome = ?label, "execution ended");
         let response = match &outcome {
             Outcome::Succeeded { results } => ExecutionResponse::from(ExecutionSucceeded::new(
                 &request.agent_id,
@@ -123,20 +144,26 @@ pub(crate) async fn start(shared: &Arc<Shared>, conn: &Arc<ConnState>, request: 
         }
         let completed = ServerMessage::execution_response(response);
         live.publish(completed.clone());
-        shared
-            .live
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&execution_id);
-        if let Some(request_id) = &request.request_id {
-            conn.requests
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(request_id);
-        }
+        forget(&shared, &conn, &execution_id, request.request_id.as_deref());
         conn.outbox.send(&completed).await;
         drop(permit);
     });
+}
+
+/// The execution is over (or never began): drop it from the live table and
+/// free its `request_id` on the connection.
+fn forget(shared: &Shared, conn: &ConnState, execution_id: &str, request_id: Option<&str>) {
+    shared
+        .live
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(execution_id);
+    if let Some(request_id) = request_id {
+        conn.requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(request_id);
+    }
 }
 
 async fn run(

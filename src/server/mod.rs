@@ -3,11 +3,15 @@
 //! - [`Server`]: the accept loop and shared state (agents, live executions, chat rooms);
 //! - `connection`: one client's frames in and out;
 //! - `execute`: `websocket_execution`/`execute`, `cancel`, `get_execution`;
-//! - `chat`: `command` and `user_message`.
+//! - `chat`: `command` and `user_message`;
+//! - `http`: `GET /healthz` and `GET /metrics` on the same port;
+//! - `metrics`: the counters behind `/metrics`.
 
 mod chat;
 mod connection;
 mod execute;
+mod http;
+mod metrics;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -16,12 +20,14 @@ use std::sync::{Arc, Mutex, RwLock};
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tracing::Instrument;
 
 use crate::protocol::AgentInfo;
 use crate::runtime::{AgentDefinition, AgentMemory, AgentRuntime};
-use crate::store::{Store, StoredAgent};
+use crate::store::Store;
 
 pub use execute::LiveExecution;
+pub use metrics::{ExecutionOutcome, Metrics};
 
 /// The server's settings.
 #[derive(Clone, Debug)]
@@ -49,7 +55,8 @@ impl Default for ServerConfig {
 
 /// An agent the server can run.
 pub(crate) struct Agent {
-    pub definition: AgentDefinition,
+    /// Its id, name and runtime, as `list_agents` shows them.
+    pub info: AgentInfo,
     pub runtime: Arc<dyn AgentRuntime>,
     /// One chat step at a time per agent, so two clients cannot clobber its state.
     pub step_lock: tokio::sync::Mutex<()>,
@@ -63,16 +70,23 @@ pub(crate) struct Shared {
     pub rooms: Mutex<HashMap<String, broadcast::Sender<Utf8Bytes>>>,
     pub config: ServerConfig,
     pub created_agents: std::sync::atomic::AtomicU32,
+    pub metrics: Metrics,
+    pub next_connection: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
+    /// How many executions are running now.
+    pub fn running_executions(&self) -> usize {
+        self.live.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     /// The agent with this id, or else with this name.
     pub fn agent(&self, id_or_name: &str) -> Option<Arc<Agent>> {
         let agents = self.agents.read().unwrap_or_else(|e| e.into_inner());
         agents.get(id_or_name).cloned().or_else(|| {
             agents
                 .values()
-                .find(|a| a.definition.name.as_deref() == Some(id_or_name))
+                .find(|a| a.info.name.as_deref() == Some(id_or_name))
                 .cloned()
         })
     }
@@ -80,20 +94,25 @@ impl Shared {
     /// Every agent, sorted by id.
     pub fn agent_infos(&self) -> Vec<AgentInfo> {
         let agents = self.agents.read().unwrap_or_else(|e| e.into_inner());
-        let mut infos: Vec<AgentInfo> = agents.values().map(|a| a.definition.info()).collect();
+        let mut infos: Vec<AgentInfo> = agents.values().map(|a| a.info.clone()).collect();
         infos.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
         infos
     }
 
     /// Make an agent runnable (not persisted; see [`Server::add_agent`]).
-    pub fn register(&self, definition: AgentDefinition) -> Arc<Agent> {
+    pub fn register(&self, definition: &AgentDefinition) -> Arc<Agent> {
+        self.register_runtime(definition.info(), definition.runtime())
+    }
+
+    /// Make an agent with this runtime runnable.
+    pub fn register_runtime(&self, info: AgentInfo, runtime: Arc<dyn AgentRuntime>) -> Arc<Agent> {
         let agent = Arc::new(Agent {
-            runtime: definition.runtime(),
-            definition,
+            info,
+            runtime,
             step_lock: tokio::sync::Mutex::new(()),
         });
         let mut agents = self.agents.write().unwrap_or_else(|e| e.into_inner());
-        agents.insert(agent.definition.id.clone(), agent.clone());
+        agents.insert(agent.info.agent_id.clone(), agent.clone());
         agent
     }
 
@@ -163,6 +182,8 @@ impl Server {
             rooms: Mutex::new(HashMap::new()),
             config,
             created_agents: std::sync::atomic::AtomicU32::new(0),
+            metrics: Metrics::default(),
+            next_connection: std::sync::atomic::AtomicU64::new(1),
         });
         let stored = shared
             .store
@@ -172,7 +193,7 @@ impl Server {
         for agent in stored {
             match serde_json::from_value::<AgentDefinition>(agent.definition.clone()) {
                 Ok(definition) => {
-                    shared.register(definition);
+                    shared.register(&definition);
                 }
                 Err(e) => tracing::warn!(agent = %agent.id, "stored agent not loaded: {e}"),
             }
@@ -190,19 +211,52 @@ impl Server {
     /// Add (or replace) an agent, persisting it.
     pub async fn add_agent(&self, definition: AgentDefinition) -> Result<(), ServerError> {
         definition.validate().map_err(ServerError)?;
-        let stored = StoredAgent {
-            id: definition.id.clone(),
-            name: definition.name.clone(),
-            runtime: definition.runtime_name().to_owned(),
-            definition: serde_json::to_value(&definition).map_err(|e| ServerError(e.to_string()))?,
-        };
+        let stored = definition.to_stored().map_err(ServerError)?;
         self.shared
             .store
             .upsert_agent(stored)
             .await
             .map_err(|e| ServerError(e.to_string()))?;
-        self.shared.register(definition);
+        self.shared.register(&definition);
         Ok(())
+    }
+
+    /// Serve an agent run by your own [`AgentRuntime`] under `agent_id`
+    /// (replacing any agent with that id). It lives as long as this server:
+    /// code is not stored in the database.
+    ///
+    /// ```no_run
+    /// use agentwire::protocol::ActionResult;
+    /// use agentwire::runtime::{AgentError, AgentEvent, AgentRuntime, BoxFuture, RunContext};
+    /// use agentwire::server::{Server, ServerConfig};
+    ///
+    /// /// Says hello once per execution.
+    /// struct Greeter;
+    ///
+    /// impl AgentRuntime for Greeter {
+    ///     fn name(&self) -> &'static str {
+    ///         "greeter"
+    ///     }
+    ///     fn execute<'a>(&'a self, ctx: RunContext) -> BoxFuture<'a, Result<(), AgentError>> {
+    ///         Box::pin(async move {
+    ///             let hello = ActionResult::ok("greet", None, serde_json::json!("hello"));
+    ///             ctx.emit(AgentEvent::Action(hello)).await
+    ///         })
+    ///     }
+    ///     fn chat<'a>(&'a self, _ctx: RunContext, _message: String) -> BoxFuture<'a, Result<(), AgentError>> {
+    ///         Box::pin(async { Err(AgentError::failed("the greeter does not chat")) })
+    ///     }
+    /// }
+    ///
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = Server::bind(ServerConfig::default()).await?;
+    /// server.add_runtime("greeter", Some("greeter".into()), Greeter);
+    /// server.serve(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn add_runtime(&self, agent_id: &str, name: Option<String>, runtime: impl AgentRuntime) {
+        let info = AgentInfo::new(agent_id, name, runtime.name());
+        self.shared.register_runtime(info, Arc::new(runtime));
     }
 
     /// Accept connections until `shutdown` resolves, then wait for the store
@@ -216,11 +270,16 @@ impl Server {
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         let shared = self.shared.clone();
-                        tokio::spawn(async move {
-                            if let Err(e) = connection::serve(shared, stream).await {
-                                tracing::debug!(%peer, "connection ended: {e}");
+                        let id = shared.next_connection.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let span = tracing::info_span!("connection", id, %peer);
+                        tokio::spawn(
+                            async move {
+                                if let Err(e) = connection::serve(shared, stream).await {
+                                    tracing::debug!("connection ended: {e}");
+                                }
                             }
-                        });
+                            .instrument(span),
+                        );
                     }
                     Err(e) => tracing::warn!("accept failed: {e}"),
                 },

@@ -2,6 +2,9 @@
 //! strategies for every wire type.
 #![allow(dead_code)]
 
+#[cfg(feature = "server")]
+pub mod server;
+
 use std::path::{Path, PathBuf};
 
 use agentwire::codegen::{SchemaRoot, root_schema};

@@ -1,0 +1,225 @@
+//! The `agentwire` binary end to end: `serve`, `exec` (exit codes, formats,
+//! progress), `chat` driven through stdin, and `agents add/list/remove`.
+#![cfg(feature = "cli")]
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Output, Stdio};
+
+use serde_json::Value;
+
+const AGENTS: &str = r#"
+[[agent]]
+id = "instant"
+name = "quick"
+runtime = "scripted"
+actions = [
+  { function_name = "echo", params = { text = "one" } },
+  { function_name = "echo", params = { text = "two" } },
+]
+
+[[agent]]
+id = "failing"
+runtime = "scripted"
+actions = [{ function_name = "fail", params = { message = "boom" } }]
+"#;
+
+fn agentwire() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_agentwire"))
+}
+
+/// `agentwire serve` on an ephemeral port; killed on drop.
+struct Serve {
+    child: Child,
+    url: String,
+}
+
+impl Serve {
+    fn start(db: &std::path::Path, agents: Option<&std::path::Path>) -> Serve {
+        let mut command = agentwire();
+        command
+            .args(["serve", "--host", "127.0.0.1", "--port", "0", "--db"])
+            .arg(db);
+        if let Some(agents) = agents {
+            command.arg("--agents").arg(agents);
+        }
+        let mut child = command
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("agentwire listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .to_owned();
+        Serve { child, url }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn json_lines(output: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}")))
+        .collect()
+}
+
+fn setup() -> (tempfile::TempDir, Serve) {
+    let dir = tempfile::tempdir().unwrap();
+    let agents = dir.path().join("agents.toml");
+    std::fs::write(&agents, AGENTS).unwrap();
+    let serve = Serve::start(&dir.path().join("test.db"), Some(&agents));
+    (dir, serve)
+}
+
+#[test]
+fn exec_prints_progress_and_result_and_exits_zero_on_success() {
+    let (_dir, serve) = setup();
+    for format in ["1", "2", "3"] {
+        let output = agentwire()
+            .args([
+                "exec",
+                "instant",
+                "--progress",
+                "--format",
+                format,
+                "--url",
+                &serve.url,
+            ])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "format {format}: {output:?}");
+        let lines = json_lines(&output);
+        assert_eq!(lines.len(), 3, "two progress lines and the result: {lines:?}");
+        assert_eq!(lines[0]["seq"], 1);
+        assert_eq!(lines[1]["action"]["result"]["text"], "two");
+        assert_eq!(lines[2]["status"], "completed");
+        assert_eq!(lines[2]["execution_count"], 2);
+    }
+}
+
+#[test]
+fn exec_exit_codes_tell_failure_from_unreachable() {
+    let (_dir, serve) = setup();
+    let failed = agentwire()
+        .args(["exec", "failing", "--url", &serve.url])
+        .output()
+        .unwrap();
+    assert_eq!(failed.status.code(), Some(1), "{failed:?}");
+    assert_eq!(json_lines(&failed)[0]["success"], false);
+
+    let unreachable = agentwire()
+        .args(["exec", "instant", "--url", "ws://127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert_eq!(unreachable.status.code(), Some(2), "{unreachable:?}");
+
+    let bad_format = agentwire()
+        .args(["exec", "instant", "--format", "4", "--url", &serve.url])
+        .output()
+        .unwrap();
+    assert_eq!(
+        bad_format.status.code(),
+        Some(2),
+        "clap's usage error: {bad_format:?}"
+    );
+}
+
+#[test]
+fn chat_creates_an_agent_and_renders_each_step() {
+    let (_dir, serve) = setup();
+    let mut chat = agentwire()
+        .args(["chat", "--create", "--name", "sam", "--url", &serve.url])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    chat.stdin
+        .take()
+        .unwrap()
+        .write_all(b"hello\nhow are you?\n")
+        .unwrap();
+    let output = chat.wait_with_output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "OK: Agent initialized");
+    assert_eq!(
+        lines.iter().filter(|l| **l == "[agent.step start]").count(),
+        2,
+        "{stdout}"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| **l == "[agent.step end]").count(),
+        2,
+        "{stdout}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("[inner thoughts] ")),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("Running "),
+        "function messages are hidden: {stdout}"
+    );
+
+    let load = agentwire()
+        .args(["chat", "--agent", "sam", "--url", &serve.url])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(load.status.success(), "{load:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&load.stdout).trim(),
+        "OK: Agent 'sam' loaded"
+    );
+}
+
+#[test]
+fn agents_add_list_remove_edit_the_database_the_server_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("agents.db");
+    let file = dir.path().join("agents.toml");
+    std::fs::write(&file, AGENTS).unwrap();
+    let run = |args: &[&str]| {
+        agentwire()
+            .args(["agents", "--db"])
+            .arg(&db)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+
+    let added = run(&["add", file.to_str().unwrap()]);
+    assert!(added.status.success(), "{added:?}");
+    assert!(run(&["remove", "failing"]).status.success());
+    let missing = run(&["remove", "failing"]);
+    assert_eq!(missing.status.code(), Some(1), "removing twice: {missing:?}");
+    let list = run(&["list"]);
+    assert_eq!(
+        String::from_utf8_lossy(&list.stdout),
+        "instant\tscripted\tquick\n"
+    );
+
+    // A server on that database runs the stored agent without an agents file of its own.
+    let empty = dir.path().join("none.toml");
+    std::fs::write(&empty, "").unwrap();
+    let serve = Serve::start(&db, Some(&empty));
+    let output = agentwire()
+        .args(["exec", "instant", "--url", &serve.url])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+}
