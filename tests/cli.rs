@@ -2,8 +2,12 @@
 //! progress), `chat` driven through stdin, and `agents add/list/remove`.
 #![cfg(feature = "cli")]
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Output, Stdio};
+mod common;
+
+use std::io::Write;
+use std::process::{Output, Stdio};
+
+use common::binary::{Serve, agentwire};
 
 use serde_json::Value;
 
@@ -23,51 +27,6 @@ runtime = "scripted"
 actions = [{ function_name = "fail", params = { message = "boom" } }]
 "#;
 
-fn agentwire() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_agentwire"))
-}
-
-/// `agentwire serve` on an ephemeral port; killed on drop.
-struct Serve {
-    child: Child,
-    url: String,
-}
-
-impl Serve {
-    fn start(db: &std::path::Path, agents: Option<&std::path::Path>) -> Serve {
-        let mut command = agentwire();
-        command
-            .args(["serve", "--host", "127.0.0.1", "--port", "0", "--db"])
-            .arg(db);
-        if let Some(agents) = agents {
-            command.arg("--agents").arg(agents);
-        }
-        let mut child = command
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("agentwire listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-            .to_owned();
-        Serve { child, url }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn json_lines(output: &Output) -> Vec<Value> {
     String::from_utf8_lossy(&output.stdout)
         .lines()
@@ -79,7 +38,7 @@ fn setup() -> (tempfile::TempDir, Serve) {
     let dir = tempfile::tempdir().unwrap();
     let agents = dir.path().join("agents.toml");
     std::fs::write(&agents, AGENTS).unwrap();
-    let serve = Serve::start(&dir.path().join("test.db"), Some(&agents));
+    let serve = Serve::start(&dir.path().join("test.db"), Some(&agents), &[]);
     (dir, serve)
 }
 
@@ -216,7 +175,7 @@ fn agents_add_list_remove_edit_the_database_the_server_loads() {
     // A server on that database runs the stored agent without an agents file of its own.
     let empty = dir.path().join("none.toml");
     std::fs::write(&empty, "").unwrap();
-    let serve = Serve::start(&db, Some(&empty));
+    let serve = Serve::start(&db, Some(&empty), &[]);
     let output = agentwire()
         .args(["exec", "instant", "--url", &serve.url])
         .output()

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
-use agentwire::codegen::{GENERATED_DIRS, REGENERATE, generate};
+use agentwire::codegen::{GENERATED_DIRS, GENERATED_FILES, REGENERATE, generate};
 
 fn files(root: &Path, dir: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
@@ -35,9 +35,17 @@ fn generated_files_are_up_to_date() {
     let fresh = tempfile::tempdir().unwrap();
     generate(fresh.path()).unwrap();
     let mut report = String::new();
-    for dir in GENERATED_DIRS {
-        let committed = files(&common::repo(), dir);
-        let generated = files(fresh.path(), dir);
+    let single = |root: &Path| -> BTreeMap<String, String> {
+        GENERATED_FILES
+            .iter()
+            .filter_map(|name| Some((name.to_string(), fs::read_to_string(root.join(name)).ok()?)))
+            .collect()
+    };
+    let sets = GENERATED_DIRS
+        .iter()
+        .map(|dir| (files(&common::repo(), dir), files(fresh.path(), dir)))
+        .chain([(single(&common::repo()), single(fresh.path()))]);
+    for (committed, generated) in sets {
         for (name, new) in &generated {
             match committed.get(name) {
                 None => report.push_str(&format!("missing: {name}\n")),
@@ -72,6 +80,8 @@ fn generation_covers_every_root_and_the_index() {
         "schema/server_message.schema.json",
         "schema/agent_io.schema.json",
         "schema/examples/index.json",
+        "schema/asyncapi.json",
+        "docs/protocol.md",
         "bindings/generated/index.ts",
         "bindings/generated/ClientMessage.ts",
         "bindings/generated/ServerMessage.ts",

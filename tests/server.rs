@@ -278,3 +278,48 @@ async fn healthz_and_metrics_share_the_websocket_port() {
     send(&mut ws, r#"{"type":"ping"}"#).await;
     assert!(matches!(recv(&mut ws).await, ServerMessage::Pong));
 }
+
+#[tokio::test]
+async fn a_follow_does_not_hold_up_the_connection_and_a_close_is_answered_at_once() {
+    let (url, _stop, _task) = start(":memory:").await;
+    let mut a = connect(&url).await;
+    send(&mut a, r#"{"type":"execute","agent_id":"slow","request_id":"s"}"#).await;
+    let ExecutionResponse::Started(started) = response(recv(&mut a).await) else {
+        panic!("no started")
+    };
+    let id = started.execution_id.unwrap();
+
+    let mut b = connect(&url).await;
+    send(
+        &mut b,
+        &format!(r#"{{"type":"get_execution","execution_id":"{id}","follow":true}}"#),
+    )
+    .await;
+    send(&mut b, r#"{"type":"ping"}"#).await;
+    let mut pong = false;
+    for _ in 0..3 {
+        match recv(&mut b).await {
+            ServerMessage::Pong => {
+                pong = true;
+                break;
+            }
+            ServerMessage::ExecutionResponse(r) => assert!(!r.data.is_completed(), "{r:?}"),
+            ServerMessage::ExecutionProgress(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(pong, "the ping waited for the followed execution");
+
+    // A's execution runs for 30 s; its close is answered now all the same.
+    a.send(Message::Close(None)).await.unwrap();
+    let answered = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(frame)) = a.next().await {
+            if let Message::Close(_) = frame {
+                return true;
+            }
+        }
+        true // the stream ended: also closed
+    })
+    .await;
+    assert_eq!(answered, Ok(true), "no close reply within 2 s");
+}

@@ -5,6 +5,8 @@
 //! it on a temporary directory and fails with a diff when the committed files
 //! drifted.
 
+mod asyncapi;
+mod docs;
 mod examples;
 mod schema;
 
@@ -16,6 +18,8 @@ use ts_rs::TS;
 
 use crate::protocol::{AgentInput, AgentOutput, ClientMessage, ServerMessage};
 
+pub use asyncapi::asyncapi;
+pub use docs::protocol_md;
 pub use examples::{Example, examples};
 pub use schema::{SchemaRoot, root_schema};
 
@@ -26,8 +30,12 @@ pub const REGENERATE: &str = "cargo run -- codegen";
 /// emptied and written anew.
 pub const GENERATED_DIRS: [&str; 2] = ["schema", "bindings/generated"];
 
+/// The single files [`generate`] writes outside those directories.
+pub const GENERATED_FILES: [&str; 1] = ["docs/protocol.md"];
+
 /// Write every generated file under `root`: `schema/*.schema.json`,
-/// `schema/examples/**`, and `bindings/generated/*.ts`.
+/// `schema/asyncapi.json`, `schema/examples/**`, `bindings/generated/*.ts` and
+/// `docs/protocol.md`.
 pub fn generate(root: &Path) -> io::Result<()> {
     for dir in GENERATED_DIRS {
         let dir = root.join(dir);
@@ -41,7 +49,9 @@ pub fn generate(root: &Path) -> io::Result<()> {
             &pretty(&root_schema(schema_root)),
         )?;
     }
+    write(&root.join("schema/asyncapi.json"), &pretty(&asyncapi()))?;
     write_examples(&root.join("schema/examples"))?;
+    write(&root.join("docs/protocol.md"), &protocol_md())?;
     write_typescript(&root.join("bindings/generated"))
 }
 

@@ -6,12 +6,14 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::Instant;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc};
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
 use super::{Shared, chat, execute, http};
 use crate::protocol::{
@@ -31,7 +33,12 @@ impl Outbox {
 
     /// Send an already encoded frame.
     pub async fn send_text(&self, text: Utf8Bytes) -> bool {
-        self.0.send(Message::Text(text)).await.is_ok()
+        self.send_frame(Message::Text(text)).await
+    }
+
+    /// Send a WebSocket frame (a ping, a close).
+    pub async fn send_frame(&self, frame: Message) -> bool {
+        self.0.send(frame).await.is_ok()
     }
 }
 
@@ -44,33 +51,121 @@ pub(crate) struct ConnState {
     pub chat: chat::ChatState,
 }
 
-/// How long a client may take to send its request head.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Serve one TCP connection: a WebSocket session, or one plain HTTP answer.
 pub(crate) async fn serve(shared: Arc<Shared>, mut stream: TcpStream) -> Result<(), String> {
     let _ = stream.set_nodelay(true);
-    let head = tokio::time::timeout(HANDSHAKE_TIMEOUT, http::read_head(&mut stream))
+    let head = tokio::time::timeout(shared.config.handshake_timeout, http::read_head(&mut stream))
         .await
         .map_err(|_| "no request head within the handshake timeout".to_owned())?
         .map_err(|e| e.to_string())?;
-    let prefix = match head {
-        http::Request::Upgrade(prefix) => prefix,
+    let upgrade = match head {
+        http::Request::Upgrade(upgrade) => upgrade,
         plain => {
             return http::respond(&shared, &mut stream, plain)
                 .await
                 .map_err(|e| e.to_string());
         }
     };
-    let ws = tokio_tungstenite::accept_async(http::Rewind::new(prefix, stream))
+    let refusal = admit(&shared, &upgrade);
+    let permit = shared.connections.clone().try_acquire_owned();
+    let refusal = refusal.or_else(|| {
+        permit
+            .is_err()
+            .then_some((503, "the server holds as many connections as it allows\n"))
+    });
+    if let Some((status, why)) = refusal {
+        shared.metrics.handshake_refused();
+        tracing::debug!(status, "handshake refused");
+        return http::refuse(&mut stream, status, why)
+            .await
+            .map_err(|e| e.to_string());
+    }
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(shared.config.max_message_bytes))
+        .max_frame_size(Some(shared.config.max_message_bytes))
+        .read_buffer_size(shared.config.read_buffer_bytes);
+    let handshake =
+        tokio_tungstenite::accept_async_with_config(http::Rewind::new(upgrade.prefix, stream), Some(config));
+    let ws = tokio::time::timeout(shared.config.handshake_timeout, handshake)
         .await
+        .map_err(|_| "the handshake did not finish in time".to_owned())?
         .map_err(|e| e.to_string())?;
     shared.metrics.connection_opened();
     tracing::debug!("websocket open");
     let result = session(&shared, ws).await;
     shared.metrics.connection_closed();
     tracing::debug!("websocket closed");
+    drop(permit);
     result
+}
+
+/// Check the token and the origin; the HTTP status and reason to refuse with.
+fn admit(shared: &Shared, upgrade: &http::Upgrade) -> Option<(u16, &'static str)> {
+    if let Some(expected) = &shared.config.token {
+        let given = upgrade.token.as_deref().unwrap_or("");
+        if !http::constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+            return Some((
+                401,
+                "a valid token is required (Authorization: Bearer, or ?token=)\n",
+            ));
+        }
+    }
+    let allowed = &shared.config.allowed_origins;
+    if let Some(origin) = &upgrade.origin
+        && !allowed.is_empty()
+        && !allowed.iter().any(|a| a.eq_ignore_ascii_case(origin))
+    {
+        return Some((403, "this origin is not allowed\n"));
+    }
+    None
+}
+
+/// A token bucket holding one second's worth of messages.
+struct RateLimit {
+    per_second: f64,
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl RateLimit {
+    fn new(per_second: u32) -> Self {
+        RateLimit {
+            per_second: f64::from(per_second),
+            tokens: f64::from(per_second),
+            refilled: Instant::now(),
+        }
+    }
+
+    /// Take a token; false when there is none (and the limit is on).
+    fn allow(&mut self) -> bool {
+        if self.per_second == 0.0 {
+            return true;
+        }
+        let now = Instant::now();
+        let earned = now.duration_since(self.refilled).as_secs_f64() * self.per_second;
+        self.tokens = (self.tokens + earned).min(self.per_second);
+        self.refilled = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The close frame for a read error the WebSocket protocol cannot go on after.
+fn close_for(error: &WsError) -> Option<CloseFrame> {
+    let (code, reason) = match error {
+        WsError::Capacity(_) => (CloseCode::Size, "message too large"),
+        WsError::Utf8(_) => (CloseCode::Invalid, "text frame is not valid UTF-8"),
+        WsError::Protocol(_) => (CloseCode::Protocol, "WebSocket protocol error"),
+        _ => return None,
+    };
+    Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    })
 }
 
 async fn session(
@@ -80,8 +175,17 @@ async fn session(
     let (mut sink, mut source) = ws.split();
     let (tx, mut rx) = mpsc::channel::<Message>(256);
     let counters = shared.clone();
+    // Cancelled when the reader is done: executions still running may hold the
+    // outbox, but the socket closes now (answering the client's close at once).
+    let reader_done = tokio_util::sync::CancellationToken::new();
+    let done = reader_done.clone();
     let writer = tokio::spawn(async move {
-        while let Some(message) = rx.recv().await {
+        loop {
+            let message = tokio::select! {
+                message = rx.recv() => message,
+                _ = done.cancelled() => rx.try_recv().ok(),
+            };
+            let Some(message) = message else { break };
             counters.metrics.message_sent();
             if sink.feed(message).await.is_err() {
                 return;
@@ -106,17 +210,59 @@ async fn session(
         slots: Arc::new(Semaphore::new(shared.config.max_executions_per_connection)),
         chat: chat::ChatState::default(),
     });
-    while let Some(frame) = source.next().await {
+    let keepalive = shared.config.keepalive_interval;
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_seen = Instant::now();
+    let mut rate = RateLimit::new(shared.config.messages_per_second);
+    loop {
+        let frame = tokio::select! {
+            frame = source.next() => frame,
+            _ = ticker.tick() => {
+                let silent = last_seen.elapsed();
+                if silent >= keepalive * 3 {
+                    tracing::debug!(?silent, "the peer stopped answering pings; dropping it");
+                    break;
+                }
+                if silent >= keepalive {
+                    conn.outbox.send_frame(Message::Ping(Default::default())).await;
+                }
+                continue;
+            }
+            _ = shared.closing.cancelled() => {
+                let frame = CloseFrame { code: CloseCode::Away, reason: "server shutting down".into() };
+                conn.outbox.send_frame(Message::Close(Some(frame))).await;
+                break;
+            }
+        };
+        let Some(frame) = frame else { break };
+        last_seen = Instant::now();
         let frame = match frame {
             Ok(frame) => frame,
             Err(e) => {
                 tracing::debug!("read failed: {e}");
+                if let Some(close) = close_for(&e) {
+                    conn.outbox.send_frame(Message::Close(Some(close))).await;
+                }
                 break;
             }
         };
+        if matches!(frame, Message::Text(_) | Message::Binary(_)) && !rate.allow() {
+            let error = ErrorData::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "more than {} messages per second; this one was dropped",
+                    shared.config.messages_per_second
+                ),
+            );
+            shared.metrics.message_received(true);
+            conn.outbox.send(&ServerMessage::error(error)).await;
+            continue;
+        }
         match frame {
             Message::Text(text) => dispatch(shared, &conn, text.as_str()).await,
             Message::Binary(_) => {
+                shared.metrics.message_received(true);
                 let error = ErrorData::new(
                     ErrorCode::UnsupportedFrame,
                     "binary frames are not supported; send JSON text",
@@ -129,6 +275,7 @@ async fn session(
     }
     conn.chat.leave();
     drop(conn);
+    reader_done.cancel();
     let _ = writer.await;
     Ok(())
 }

@@ -42,6 +42,15 @@ impl LiveExecution {
 
 /// Accept an execute request: `started` now, the run in its own task.
 pub(crate) async fn start(shared: &Arc<Shared>, conn: &Arc<ConnState>, request: ExecuteRequest) {
+    if shared.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        let error = ErrorData::new(
+            ErrorCode::ShuttingDown,
+            "the server is shutting down and accepts no new executions",
+        )
+        .with_request_id(request.request_id.clone());
+        conn.outbox.send(&ServerMessage::error(error)).await;
+        return;
+    }
     let Ok(permit) = conn.slots.clone().try_acquire_owned() else {
         let error = ErrorData::new(
             ErrorCode::TooManyExecutions,
@@ -85,32 +94,33 @@ pub(crate) async fn start(shared: &Arc<Shared>, conn: &Arc<ConnState>, request: 
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(execution_id.clone(), live.clone());
-    // Committed before `started` is sent: an acknowledged execution is never
-    // lost, and after a crash `get_execution` reports it as interrupted.
-    if let Err(e) = shared
-        .store
-        .start_execution_committed(&execution_id, &request.agent_id, request.request_id.as_deref())
-        .await
-    {
-        tracing::error!(%execution_id, "could not record the execution's start: {e}");
-        forget(shared, conn, &execution_id, request.request_id.as_deref());
-        let error = ErrorData::new(
-            ErrorCode::InternalError,
-            format!("could not record the execution: {e}"),
-        )
-        .with_request_id(request.request_id.clone());
-        conn.outbox.send(&ServerMessage::error(error)).await;
-        return;
-    }
-    let started = ExecutionStarted::new(&request.agent_id, &execution_id, request.request_id.clone());
-    conn.outbox
-        .send(&ServerMessage::execution_response(started))
-        .await;
-
     let shared = shared.clone();
     let conn = conn.clone();
     let began = std::time::Instant::now();
+    // Everything from here runs beside the connection's reader, so a slow
+    // commit never stalls the next request.
     tokio::spawn(async move {
+        // Committed before `started` is sent: an acknowledged execution is never
+        // lost, and after a crash `get_execution` reports it as interrupted.
+        if let Err(e) = shared
+            .store
+            .start_execution_committed(&execution_id, &request.agent_id, request.request_id.as_deref())
+            .await
+        {
+            tracing::error!(%execution_id, "could not record the execution's start: {e}");
+            forget(&shared, &conn, &execution_id, request.request_id.as_deref());
+            let error = ErrorData::new(
+                ErrorCode::InternalError,
+                format!("could not record the execution: {e}"),
+            )
+            .with_request_id(request.request_id.clone());
+            conn.outbox.send(&ServerMessage::error(error)).await;
+            return;
+        }
+        let started = ExecutionStarted::new(&request.agent_id, &execution_id, request.request_id.clone());
+        conn.outbox
+            .send(&ServerMessage::execution_response(started))
+            .await;
         let outcome = run(&shared, &conn, &request, &execution_id, &live).await;
         let label = match &outcome {
             Outcome::Succeeded { .. } => ExecutionOutcome::Succeeded,
@@ -239,6 +249,15 @@ async fn run(
     }
 }
 
+/// Cancel every running execution; how many there were.
+pub(crate) fn cancel_all(shared: &Shared) -> usize {
+    let live = shared.live.lock().unwrap_or_else(|e| e.into_inner());
+    for execution in live.values() {
+        execution.cancel.cancel();
+    }
+    live.len()
+}
+
 /// Cancel an execution by id, or by the `request_id` it started with here.
 pub(crate) async fn cancel(shared: &Shared, conn: &ConnState, cancel: CancelRequest) {
     let execution_id = cancel.execution_id.clone().or_else(|| {
@@ -267,52 +286,77 @@ pub(crate) async fn cancel(shared: &Shared, conn: &ConnState, cancel: CancelRequ
 }
 
 /// Report an execution; with `follow`, replay its progress after `after_seq`
-/// and stream the rest until it completes.
-pub(crate) async fn get(shared: &Shared, conn: &ConnState, request: GetExecutionRequest) {
-    let after = request.after_seq.unwrap_or(0);
+/// and stream the rest until it completes. A follow runs in its own task, so
+/// the connection goes on answering meanwhile.
+pub(crate) async fn get(shared: &Arc<Shared>, conn: &Arc<ConnState>, request: GetExecutionRequest) {
+    if !request.follow {
+        return report(shared, conn, request, false).await;
+    }
     let live = shared
         .live
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .get(&request.execution_id)
         .cloned();
-    if let (Some(live), true) = (&live, request.follow) {
-        let (backlog, completed, mut next) = {
-            let log = live.log.lock().unwrap_or_else(|e| e.into_inner());
-            let backlog: Vec<ExecutionProgress> =
-                log.progress.iter().filter(|p| p.seq > after).cloned().collect();
-            (backlog, log.completed.clone(), log.next.subscribe())
-        };
-        let mut started = ExecutionStarted::new(&live.agent_id, &request.execution_id, None);
-        started.message = format!("Execution {} is running", request.execution_id);
-        conn.outbox
-            .send(&ServerMessage::execution_response(started))
-            .await;
-        for progress in backlog {
-            conn.outbox
-                .send(&ServerMessage::execution_progress(progress))
-                .await;
-        }
-        if let Some(completed) = completed {
-            conn.outbox.send(&completed).await;
-            return;
-        }
-        loop {
-            match next.recv().await {
-                Ok(message) => {
-                    let done = matches!(&message, ServerMessage::ExecutionResponse(_));
-                    if !conn.outbox.send(&message).await || done {
-                        return;
-                    }
+    let shared = shared.clone();
+    let conn = conn.clone();
+    tokio::spawn(async move {
+        match live {
+            Some(live) => {
+                if !follow(&conn, &request, &live).await {
+                    report(&shared, &conn, request, false).await;
                 }
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => break,
             }
+            None => report(&shared, &conn, request, true).await,
+        }
+    });
+}
+
+/// Stream a live execution's progress after `after_seq`, then its completion;
+/// false if it ended without one reaching us (then the store has it).
+async fn follow(conn: &ConnState, request: &GetExecutionRequest, live: &LiveExecution) -> bool {
+    let after = request.after_seq.unwrap_or(0);
+    let (backlog, completed, mut next) = {
+        let log = live.log.lock().unwrap_or_else(|e| e.into_inner());
+        let backlog: Vec<ExecutionProgress> =
+            log.progress.iter().filter(|p| p.seq > after).cloned().collect();
+        (backlog, log.completed.clone(), log.next.subscribe())
+    };
+    let mut started = ExecutionStarted::new(&live.agent_id, &request.execution_id, None);
+    started.message = format!("Execution {} is running", request.execution_id);
+    conn.outbox
+        .send(&ServerMessage::execution_response(started))
+        .await;
+    for progress in backlog {
+        conn.outbox
+            .send(&ServerMessage::execution_progress(progress))
+            .await;
+    }
+    if let Some(completed) = completed {
+        conn.outbox.send(&completed).await;
+        return true;
+    }
+    loop {
+        match next.recv().await {
+            Ok(message) => {
+                let done = matches!(&message, ServerMessage::ExecutionResponse(_));
+                if !conn.outbox.send(&message).await || done {
+                    return true;
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(broadcast::error::RecvError::Closed) => return false,
         }
     }
+}
+
+/// Answer from the store; with `replay`, send the stored progress after
+/// `after_seq` first.
+async fn report(shared: &Shared, conn: &ConnState, request: GetExecutionRequest, replay: bool) {
+    let after = request.after_seq.unwrap_or(0);
     match shared.store.get_execution(&request.execution_id).await {
         Ok(Some(record)) => {
-            if request.follow && live.is_none() {
+            if replay {
                 match shared.store.progress_after(&request.execution_id, after).await {
                     Ok(progress) => {
                         for (seq, action) in progress {

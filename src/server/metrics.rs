@@ -42,6 +42,7 @@ pub struct Metrics {
     connections_opened: AtomicU64,
     connections_closed: AtomicU64,
     http_requests: AtomicU64,
+    handshakes_refused: AtomicU64,
     messages_received: AtomicU64,
     messages_sent: AtomicU64,
     messages_rejected: AtomicU64,
@@ -68,7 +69,12 @@ impl Metrics {
         self.http_requests.fetch_add(1, Relaxed);
     }
 
-    /// A text frame arrived; `rejected` when it did not decode.
+    /// A handshake was refused (401, 403, 503).
+    pub fn handshake_refused(&self) {
+        self.handshakes_refused.fetch_add(1, Relaxed);
+    }
+
+    /// A frame arrived; `rejected` when it was answered with an error.
     pub fn message_received(&self, rejected: bool) {
         self.messages_received.fetch_add(1, Relaxed);
         if rejected {
@@ -135,6 +141,12 @@ impl Metrics {
             "counter",
             "Plain HTTP requests answered (healthz, metrics, others).",
             &[("", self.http_requests.load(Relaxed))],
+        );
+        metric(
+            "agentwire_handshakes_refused_total",
+            "counter",
+            "WebSocket handshakes refused: bad token (401), origin (403), full (503).",
+            &[("", self.handshakes_refused.load(Relaxed))],
         );
         metric(
             "agentwire_messages_received_total",

@@ -15,22 +15,28 @@ mod metrics;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::protocol::AgentInfo;
 use crate::runtime::{AgentDefinition, AgentMemory, AgentRuntime};
-use crate::store::Store;
+use crate::store::{Durability, OpenOptions, Store};
 
 pub use execute::LiveExecution;
 pub use metrics::{ExecutionOutcome, Metrics};
 
-/// The server's settings.
+/// The server's settings. [`ServerConfig::default`] is what `agentwire serve`
+/// uses without flags.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct ServerConfig {
     /// The address to listen on, such as `localhost` or `0.0.0.0`.
     pub host: String,
@@ -38,8 +44,40 @@ pub struct ServerConfig {
     pub port: u16,
     /// The SQLite file, or `:memory:` for no persistence.
     pub db: String,
-    /// How many executions one connection may run at once.
+    /// How many executions one connection may run at once. Default 64.
     pub max_executions_per_connection: usize,
+    /// The largest message (and frame) accepted, in bytes; a larger one closes
+    /// the connection with code 1009. Default 1 MiB.
+    pub max_message_bytes: usize,
+    /// How many WebSocket connections the server holds; the next handshake is
+    /// refused with 503. Default 16,384.
+    pub max_connections: usize,
+    /// Messages per second one connection may send (a token bucket holding one
+    /// second's worth); beyond it each message gets `rate_limited`. 0: no limit.
+    /// Default 10,000.
+    pub messages_per_second: u32,
+    /// How long a client may take to send its handshake. Default 10 s.
+    pub handshake_timeout: Duration,
+    /// How often the server pings an idle connection; a peer silent for three
+    /// intervals is dropped. Default 20 s.
+    pub keepalive_interval: Duration,
+    /// When set, every handshake must carry this token (`Authorization: Bearer`
+    /// or `?token=`), or is refused with 401.
+    pub token: Option<String>,
+    /// When not empty, a handshake with an `Origin` header must name one of
+    /// these (such as `https://app.example.com`), or is refused with 403.
+    pub allowed_origins: Vec<String>,
+    /// On shutdown, how long running executions may take to finish before
+    /// they are cancelled. Default 10 s.
+    pub shutdown_grace: Duration,
+    /// How far a commit is durable before the server announces it. Default
+    /// [`Durability::Normal`]: a commit survives a crash of the server (even
+    /// `kill -9`) but not a power loss; [`Durability::Full`] fsyncs every
+    /// group commit and survives both, at the disk's fsync latency.
+    pub durability: Durability,
+    /// The initial read buffer of a connection, in bytes (it grows for larger
+    /// messages). Small keeps idle connections cheap. Default 2 KiB.
+    pub read_buffer_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -49,6 +87,37 @@ impl Default for ServerConfig {
             port: 8765,
             db: "agentwire.db".into(),
             max_executions_per_connection: 64,
+            max_message_bytes: 1 << 20,
+            max_connections: 16_384,
+            messages_per_second: 10_000,
+            handshake_timeout: Duration::from_secs(10),
+            keepalive_interval: Duration::from_secs(20),
+            token: None,
+            allowed_origins: Vec::new(),
+            shutdown_grace: Duration::from_secs(10),
+            read_buffer_bytes: 2048,
+            durability: Durability::Normal,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Why this configuration must not run, if it must not: listening beyond
+    /// loopback without a token lets anyone on the network run agents.
+    pub fn check_exposure(&self) -> Result<(), String> {
+        let loopback = matches!(self.host.as_str(), "localhost" | "127.0.0.1" | "::1" | "[::1]")
+            || self
+                .host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if loopback || self.token.is_some() {
+            Ok(())
+        } else {
+            Err(format!(
+                "refusing to listen on {} without a token: anyone who can reach it could run agents. \
+                 Set --token (or AGENTWIRE_TOKEN), or pass --insecure if the network is trusted",
+                self.host
+            ))
         }
     }
 }
@@ -72,6 +141,12 @@ pub(crate) struct Shared {
     pub created_agents: std::sync::atomic::AtomicU32,
     pub metrics: Metrics,
     pub next_connection: std::sync::atomic::AtomicU64,
+    /// One permit per WebSocket connection.
+    pub connections: Arc<tokio::sync::Semaphore>,
+    /// Set on shutdown: no new executions.
+    pub draining: AtomicBool,
+    /// Cancelled once the drain is over: every connection closes with 1001.
+    pub closing: CancellationToken,
 }
 
 impl Shared {
@@ -164,8 +239,11 @@ impl Server {
     /// Open the store (marking executions left running as interrupted), load
     /// its agents, and bind the listener.
     pub async fn bind(config: ServerConfig) -> Result<Server, ServerError> {
-        let (store, interrupted) =
-            Store::open(&config.db).map_err(|e| ServerError(format!("{}: {e}", config.db)))?;
+        let (store, interrupted) = Store::open_with(
+            &config.db,
+            OpenOptions::default().with_durability(config.durability),
+        )
+        .map_err(|e| ServerError(format!("{}: {e}", config.db)))?;
         if interrupted > 0 {
             tracing::warn!(
                 interrupted,
@@ -180,10 +258,13 @@ impl Server {
             agents: RwLock::new(HashMap::new()),
             live: Mutex::new(HashMap::new()),
             rooms: Mutex::new(HashMap::new()),
-            config,
             created_agents: std::sync::atomic::AtomicU32::new(0),
             metrics: Metrics::default(),
             next_connection: std::sync::atomic::AtomicU64::new(1),
+            connections: Arc::new(tokio::sync::Semaphore::new(config.max_connections)),
+            draining: AtomicBool::new(false),
+            closing: CancellationToken::new(),
+            config,
         });
         let stored = shared
             .store
@@ -259,20 +340,24 @@ impl Server {
         self.shared.register_runtime(info, Arc::new(runtime));
     }
 
-    /// Accept connections until `shutdown` resolves, then wait for the store
-    /// to commit everything.
+    /// Accept connections until `shutdown` resolves, then drain: stop
+    /// accepting, refuse new executions (`shutting_down`), give running ones
+    /// [`ServerConfig::shutdown_grace`] to finish and cancel the rest, close
+    /// every connection with 1001, and wait for the store to commit everything.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), ServerError> {
         tracing::info!(addr = %self.local_addr(), "agentwire listening");
+        let Server { listener, shared } = self;
+        let tasks = TaskTracker::new();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
-                accepted = self.listener.accept() => match accepted {
+                accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
-                        let shared = self.shared.clone();
+                        let shared = shared.clone();
                         let id = shared.next_connection.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let span = tracing::info_span!("connection", id, %peer);
-                        tokio::spawn(
+                        tasks.spawn(
                             async move {
                                 if let Err(e) = connection::serve(shared, stream).await {
                                     tracing::debug!("connection ended: {e}");
@@ -281,14 +366,48 @@ impl Server {
                             .instrument(span),
                         );
                     }
-                    Err(e) => tracing::warn!("accept failed: {e}"),
+                    Err(e) => {
+                        // Out of file descriptors, most likely: back off instead of spinning.
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
                 },
             }
         }
-        self.shared
+        drop(listener);
+        tasks.close();
+        let running = shared.running_executions();
+        tracing::info!(running, "shutting down: no new connections or executions");
+        shared.draining.store(true, std::sync::atomic::Ordering::SeqCst);
+        let grace = tokio::time::Instant::now() + shared.config.shutdown_grace;
+        while shared.running_executions() > 0 && tokio::time::Instant::now() < grace {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let cancelled = execute::cancel_all(&shared);
+        if cancelled > 0 {
+            tracing::warn!(
+                cancelled,
+                "cancelled the executions still running after the grace period"
+            );
+        }
+        // Cancelled executions record their completion; then connections close.
+        let settle = tokio::time::Instant::now() + Duration::from_secs(5);
+        while shared.running_executions() > 0 && tokio::time::Instant::now() < settle {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        shared.closing.cancel();
+        if tokio::time::timeout(Duration::from_secs(5), tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some connections did not close within 5 s");
+        }
+        shared
             .store
             .flush()
             .await
-            .map_err(|e| ServerError(e.to_string()))
+            .map_err(|e| ServerError(e.to_string()))?;
+        tracing::info!("shut down; every record is committed");
+        Ok(())
     }
 }

@@ -2,6 +2,8 @@
 //! strategies for every wire type.
 #![allow(dead_code)]
 
+#[cfg(feature = "cli")]
+pub mod binary;
 #[cfg(feature = "server")]
 pub mod server;
 

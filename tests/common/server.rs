@@ -20,12 +20,21 @@ pub async fn start(db: &str, agents: &str) -> TestServer {
 
 /// [`start`], with `setup` run on the bound server before it serves.
 pub async fn start_with(db: &str, agents: &str, setup: impl FnOnce(&Server)) -> TestServer {
-    let config = ServerConfig {
-        host: "127.0.0.1".into(),
-        port: 0,
-        db: db.into(),
-        ..ServerConfig::default()
-    };
+    start_custom(|config| config.db = db.into(), agents, setup).await
+}
+
+/// A server on 127.0.0.1, an ephemeral port and `:memory:`, as `configure`
+/// changes it, with `setup` run on it before it serves.
+pub async fn start_custom(
+    configure: impl FnOnce(&mut ServerConfig),
+    agents: &str,
+    setup: impl FnOnce(&Server),
+) -> TestServer {
+    let mut config = ServerConfig::default();
+    config.host = "127.0.0.1".into();
+    config.port = 0;
+    config.db = ":memory:".into();
+    configure(&mut config);
     let server = Server::bind(config).await.unwrap();
     for agent in parse_agents_toml(agents).unwrap() {
         server.add_agent(agent).await.unwrap();

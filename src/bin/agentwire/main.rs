@@ -2,6 +2,7 @@
 //! subcommand.
 
 mod agents;
+mod bench;
 mod chat;
 mod exec;
 mod serve;
@@ -52,6 +53,9 @@ enum Command {
     Chat(chat::Args),
     /// Add, list or remove the agents stored in a database.
     Agents(agents::Args),
+    /// Drive a running server with load and print figures: executions/s and
+    /// latency (`exec`), memory per idle connection (`idle`), chat fan-out (`fanout`).
+    Bench(bench::Args),
     /// Regenerate the JSON Schema, the example messages and the TypeScript bindings.
     Codegen {
         /// The repository root to write `schema/` and `bindings/generated/` under.
@@ -87,6 +91,7 @@ fn main() -> ExitCode {
         Command::Exec(args) => block_on(exec::run(args)),
         Command::Chat(args) => block_on(chat::run(args)),
         Command::Agents(args) => block_on(agents::run(args)),
+        Command::Bench(args) => bench::run(args),
         Command::Codegen { out } => match agentwire::codegen::generate(&out) {
             Ok(()) => {
                 println!(

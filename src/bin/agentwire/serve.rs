@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use agentwire::server::{Server, ServerConfig};
 
@@ -23,6 +24,38 @@ pub struct Args {
     /// Agents file (TOML) upserted at start; default: the shipped demo agents.
     #[arg(long)]
     agents: Option<PathBuf>,
+    /// Require this token on every connection (`Authorization: Bearer` or `?token=`).
+    #[arg(long, env = "AGENTWIRE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Accept browser connections only from this origin (repeatable), such as
+    /// `https://app.example.com`. Default: any origin.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    allow_origins: Vec<String>,
+    /// `normal`: a commit survives a crash of the server, not a power loss;
+    /// `full`: every group commit is fsynced and survives both.
+    #[arg(long, default_value = "normal", value_parser = ["normal", "full"])]
+    durability: String,
+    /// Listen beyond loopback without a token (only on a trusted network).
+    #[arg(long)]
+    insecure: bool,
+    /// The largest message accepted, in bytes (larger: close code 1009).
+    #[arg(long, default_value_t = ServerConfig::default().max_message_bytes)]
+    max_message_bytes: usize,
+    /// How many connections the server holds (the next handshake gets 503).
+    #[arg(long, default_value_t = ServerConfig::default().max_connections)]
+    max_connections: usize,
+    /// How many executions one connection may run at once.
+    #[arg(long, default_value_t = ServerConfig::default().max_executions_per_connection)]
+    max_executions: usize,
+    /// Messages per second one connection may send; 0 for no limit.
+    #[arg(long, default_value_t = ServerConfig::default().messages_per_second)]
+    rate_limit: u32,
+    /// Seconds between keepalive pings to an idle connection.
+    #[arg(long, default_value_t = ServerConfig::default().keepalive_interval.as_secs())]
+    keepalive_secs: u64,
+    /// On shutdown, seconds running executions get to finish before they are cancelled.
+    #[arg(long, default_value_t = ServerConfig::default().shutdown_grace.as_secs())]
+    grace_secs: u64,
 }
 
 fn env_port() -> Option<u16> {
@@ -43,15 +76,29 @@ pub async fn run(args: Args) -> ExitCode {
 }
 
 async fn serve(args: Args) -> Result<(), String> {
-    let config = ServerConfig {
-        host: args
-            .host
-            .or_else(|| std::env::var("WS_HOST").ok())
-            .unwrap_or_else(|| "localhost".into()),
-        port: args.port.or_else(env_port).unwrap_or(8765),
-        db: args.db,
-        ..ServerConfig::default()
+    let mut config = ServerConfig::default();
+    config.host = args
+        .host
+        .or_else(|| std::env::var("WS_HOST").ok())
+        .unwrap_or_else(|| "localhost".into());
+    config.port = args.port.or_else(env_port).unwrap_or(8765);
+    config.db = args.db;
+    config.durability = match args.durability.as_str() {
+        "full" => agentwire::store::Durability::Full,
+        _ => agentwire::store::Durability::Normal,
     };
+    config.token = args.token.filter(|t| !t.is_empty());
+    config.allowed_origins = args.allow_origins;
+    config.max_message_bytes = args.max_message_bytes;
+    config.max_connections = args.max_connections;
+    config.max_executions_per_connection = args.max_executions;
+    config.messages_per_second = args.rate_limit;
+    config.keepalive_interval = Duration::from_secs(args.keepalive_secs.max(1));
+    config.shutdown_grace = Duration::from_secs(args.grace_secs);
+    if !args.insecure {
+        config.check_exposure()?;
+    }
+    raise_fd_limit(config.max_connections);
     let text = match &args.agents {
         Some(path) => std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?,
         None => DEMO_AGENTS.to_owned(),
@@ -62,10 +109,58 @@ async fn serve(args: Args) -> Result<(), String> {
         server.add_agent(definition).await.map_err(|e| e.to_string())?;
     }
     println!("agentwire listening on ws://{}", server.local_addr());
+    let (first, shutdown) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        signal().await;
+        tracing::info!("signal received: draining (a second signal exits at once)");
+        let _ = first.send(());
+        signal().await;
+        eprintln!("agentwire serve: second signal, exiting now");
+        std::process::exit(130);
+    });
     server
         .serve(async {
-            let _ = tokio::signal::ctrl_c().await;
+            let _ = shutdown.await;
         })
         .await
         .map_err(|e| e.to_string())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Raise the soft limit on open files toward what `max_connections` needs
+/// (every connection is a descriptor; the usual soft limit is 1,024).
+fn raise_fd_limit(max_connections: usize) {
+    let wanted = u64::try_from(max_connections)
+        .unwrap_or(u64::MAX)
+        .saturating_add(256);
+    match rlimit::increase_nofile_limit(wanted) {
+        Ok(limit) if limit < wanted => tracing::warn!(
+            limit,
+            "the open-file limit is below --max-connections; raise it (ulimit -n) to hold that many"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+    }
 }
