@@ -260,7 +260,9 @@ async fn session(
             continue;
         }
         match frame {
-            Message::Text(text) => dispatch(shared, &conn, text.as_str()).await,
+            // Boxed: the handlers' futures are large, and an idle connection
+            // should not carry their space.
+            Message::Text(text) => Box::pin(dispatch(shared, &conn, text.as_str())).await,
             Message::Binary(_) => {
                 shared.metrics.message_received(true);
                 let error = ErrorData::new(

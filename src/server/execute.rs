@@ -26,17 +26,29 @@ pub struct LiveExecution {
 struct Log {
     progress: Vec<ExecutionProgress>,
     completed: Option<ServerMessage>,
-    next: broadcast::Sender<ServerMessage>,
+    /// Created by the first follower: most executions never have one.
+    next: Option<broadcast::Sender<ServerMessage>>,
 }
 
 impl LiveExecution {
-    fn publish(&self, message: ServerMessage) {
-        let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
-        match &message {
-            ServerMessage::ExecutionProgress(p) => log.progress.push(p.data.clone()),
-            _ => log.completed = Some(message.clone()),
+    fn log(&self) -> std::sync::MutexGuard<'_, Log> {
+        self.log.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn publish_progress(&self, progress: ExecutionProgress) {
+        let mut log = self.log();
+        if let Some(next) = &log.next {
+            let _ = next.send(ServerMessage::execution_progress(progress.clone()));
         }
-        let _ = log.next.send(message);
+        log.progress.push(progress);
+    }
+
+    fn publish_completed(&self, completed: ServerMessage) {
+        let mut log = self.log();
+        if let Some(next) = &log.next {
+            let _ = next.send(completed.clone());
+        }
+        log.completed = Some(completed);
     }
 }
 
@@ -86,7 +98,7 @@ pub(crate) async fn start(shared: &Arc<Shared>, conn: &Arc<ConnState>, request: 
         log: Mutex::new(Log {
             progress: Vec::new(),
             completed: None,
-            next: broadcast::channel(256).0,
+            next: None,
         }),
     });
     shared
@@ -100,28 +112,20 @@ pub(crate) async fn start(shared: &Arc<Shared>, conn: &Arc<ConnState>, request: 
     // Everything from here runs beside the connection's reader, so a slow
     // commit never stalls the next request.
     tokio::spawn(async move {
-        // Committed before `started` is sent: an acknowledged execution is never
-        // lost, and after a crash `get_execution` reports it as interrupted.
-        if let Err(e) = shared
-            .store
-            .start_execution_committed(&execution_id, &request.agent_id, request.request_id.as_deref())
-            .await
-        {
-            tracing::error!(%execution_id, "could not record the execution's start: {e}");
-            forget(&shared, &conn, &execution_id, request.request_id.as_deref());
-            let error = ErrorData::new(
-                ErrorCode::InternalError,
-                format!("could not record the execution: {e}"),
-            )
-            .with_request_id(request.request_id.clone());
-            conn.outbox.send(&ServerMessage::error(error)).await;
-            return;
-        }
-        let started = ExecutionStarted::new(&request.agent_id, &execution_id, request.request_id.clone());
-        conn.outbox
-            .send(&ServerMessage::execution_response(started))
-            .await;
-        let outcome = run(&shared, &conn, &request, &execution_id, &live).await;
+        let outcome = match run(&shared, &conn, &request, &execution_id, &live).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                tracing::error!(%execution_id, "could not record the execution's start: {e}");
+                forget(&shared, &conn, &execution_id, request.request_id.as_deref());
+                let error = ErrorData::new(
+                    ErrorCode::InternalError,
+                    format!("could not record the execution: {e}"),
+                )
+                .with_request_id(request.request_id.clone());
+                conn.outbox.send(&ServerMessage::error(error)).await;
+                return;
+            }
+        };
         let label = match &outcome {
             Outcome::Succeeded { .. } => ExecutionOutcome::Succeeded,
             Outcome::Failed {
@@ -153,7 +157,7 @@ pub(crate) async fn start(shared: &Arc<Shared>, conn: &Arc<ConnState>, request: 
             tracing::error!(%execution_id, "could not record the execution's completion: {e}");
         }
         let completed = ServerMessage::execution_response(response);
-        live.publish(completed.clone());
+        live.publish_completed(completed.clone());
         forget(&shared, &conn, &execution_id, request.request_id.as_deref());
         conn.outbox.send(&completed).await;
         drop(permit);
@@ -176,19 +180,43 @@ fn forget(shared: &Shared, conn: &ConnState, execution_id: &str, request_id: Opt
     }
 }
 
+/// Run the agent while its start is being committed. `started` goes out once
+/// the start is committed (an acknowledged execution is never lost: after a
+/// crash `get_execution` reports it `interrupted`), then the progress held
+/// back meanwhile, then the rest as it comes. For an instant agent the start,
+/// its progress and its completion usually share one commit. Fails only when
+/// the start could not be recorded; then nothing was sent.
 async fn run(
     shared: &Shared,
     conn: &ConnState,
     request: &ExecuteRequest,
     execution_id: &str,
     live: &LiveExecution,
-) -> Outcome {
+) -> Result<Outcome, crate::store::StoreError> {
+    let start = shared.store.start_execution_committed(
+        execution_id,
+        &request.agent_id,
+        request.request_id.as_deref(),
+    );
+    tokio::pin!(start);
+    // Progress to send once `started` is out; `None` once it is.
+    let mut held: Option<Vec<ServerMessage>> = Some(Vec::new());
+    let announce = |held: &mut Option<Vec<ServerMessage>>| {
+        let started = ExecutionStarted::new(&request.agent_id, execution_id, request.request_id.clone());
+        let mut messages = vec![ServerMessage::execution_response(started)];
+        messages.extend(held.take().unwrap_or_default());
+        messages
+    };
     let Some(agent) = shared.agent(&request.agent_id) else {
-        return Outcome::Failed {
+        start.await?;
+        for message in announce(&mut held) {
+            conn.outbox.send(&message).await;
+        }
+        return Ok(Outcome::Failed {
             results: Vec::new(),
             code: ErrorCode::AgentNotFound,
             error: format!("No agent with id {}", request.agent_id),
-        };
+        });
     };
     let (events, mut rx) = mpsc::channel(64);
     let ctx = RunContext::new(
@@ -199,20 +227,23 @@ async fn run(
         events,
     );
     let mut results: Vec<ActionResult> = Vec::new();
+    // Record an action; the message to send, when the client asked for progress.
     let record = |action: ActionResult, results: &mut Vec<ActionResult>| {
         let seq = u32::try_from(results.len() + 1).unwrap_or(u32::MAX);
         shared.store.record_progress(execution_id, seq, &action);
+        results.push(action.clone());
         let progress = ExecutionProgress::new(
             execution_id,
             &request.agent_id,
             seq,
-            action.clone(),
+            action,
             request.request_id.clone(),
         );
-        results.push(action);
-        let message = ServerMessage::execution_progress(progress);
-        live.publish(message.clone());
-        request.progress.then_some(message)
+        let message = request
+            .progress
+            .then(|| ServerMessage::execution_progress(progress.clone()));
+        live.publish_progress(progress);
+        message
     };
     let runner = agent.runtime.execute(ctx);
     tokio::pin!(runner);
@@ -221,32 +252,52 @@ async fn run(
             biased;
             _ = live.cancel.cancelled() => break Err(crate::runtime::AgentError::new(
                 ErrorCode::Cancelled, "the execution was cancelled")),
+            committed = &mut start, if held.is_some() => {
+                committed?;
+                for message in announce(&mut held) {
+                    conn.outbox.send(&message).await;
+                }
+            }
             Some(event) = rx.recv() => {
                 if let AgentEvent::Action(action) = event
                     && let Some(message) = record(action, &mut results)
                 {
-                    conn.outbox.send(&message).await;
+                    match &mut held {
+                        Some(held) => held.push(message),
+                        None => { conn.outbox.send(&message).await; }
+                    }
                 }
             }
             result = &mut runner => break result,
         }
     };
-    // The runner is done (or dropped below); report what it sent before it ended.
+    // The runner is done (or dropped below); record what it sent before it ended.
+    let mut late = Vec::new();
     while let Ok(event) = rx.try_recv() {
         if let AgentEvent::Action(action) = event
             && let Some(message) = record(action, &mut results)
         {
-            conn.outbox.send(&message).await;
+            late.push(message);
         }
     }
-    match finished {
+    let mut messages = Vec::new();
+    if held.is_some() {
+        // The start is not committed yet: `started` and the held progress go first.
+        start.await?;
+        messages = announce(&mut held);
+    }
+    messages.extend(late);
+    for message in messages {
+        conn.outbox.send(&message).await;
+    }
+    Ok(match finished {
         Ok(()) => Outcome::Succeeded { results },
         Err(e) => Outcome::Failed {
             results,
             code: e.code,
             error: e.message,
         },
-    }
+    })
 }
 
 /// Cancel every running execution; how many there were.
@@ -317,10 +368,14 @@ pub(crate) async fn get(shared: &Arc<Shared>, conn: &Arc<ConnState>, request: Ge
 async fn follow(conn: &ConnState, request: &GetExecutionRequest, live: &LiveExecution) -> bool {
     let after = request.after_seq.unwrap_or(0);
     let (backlog, completed, mut next) = {
-        let log = live.log.lock().unwrap_or_else(|e| e.into_inner());
+        let mut log = live.log();
         let backlog: Vec<ExecutionProgress> =
             log.progress.iter().filter(|p| p.seq > after).cloned().collect();
-        (backlog, log.completed.clone(), log.next.subscribe())
+        let next = log
+            .next
+            .get_or_insert_with(|| broadcast::channel(64).0)
+            .subscribe();
+        (backlog, log.completed.clone(), next)
     };
     let mut started = ExecutionStarted::new(&live.agent_id, &request.execution_id, None);
     started.message = format!("Execution {} is running", request.execution_id);

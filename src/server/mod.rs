@@ -76,7 +76,7 @@ pub struct ServerConfig {
     /// group commit and survives both, at the disk's fsync latency.
     pub durability: Durability,
     /// The initial read buffer of a connection, in bytes (it grows for larger
-    /// messages). Small keeps idle connections cheap. Default 2 KiB.
+    /// messages). Small keeps idle connections cheap. Default 1 KiB.
     pub read_buffer_bytes: usize,
 }
 
@@ -95,7 +95,7 @@ impl Default for ServerConfig {
             token: None,
             allowed_origins: Vec::new(),
             shutdown_grace: Duration::from_secs(10),
-            read_buffer_bytes: 2048,
+            read_buffer_bytes: 1024,
             durability: Durability::Normal,
         }
     }

@@ -157,7 +157,8 @@ pub struct ExecutionRecord {
     pub started_at_ms: u64,
     /// When it completed, in milliseconds since the Unix epoch.
     pub completed_at_ms: Option<u64>,
-    /// How many progress events were recorded.
+    /// How many progress events it had: its results once completed, the
+    /// recorded progress rows while running (or interrupted).
     pub progress_count: u32,
 }
 
@@ -564,6 +565,8 @@ pub struct Store {
 struct Inner {
     tx: Option<mpsc::Sender<Op>>,
     writer: Option<JoinHandle<()>>,
+    /// File stores: the thread that checkpoints the WAL, and its stop flag.
+    checkpointer: Option<(JoinHandle<()>, Arc<std::sync::atomic::AtomicBool>)>,
     reads: Reads,
     memory: Arc<MemoryCache>,
     commits: Arc<AtomicU64>,
@@ -580,6 +583,11 @@ impl Drop for Inner {
             && handle.join().is_err()
         {
             tracing::error!("the store's writer thread panicked");
+        }
+        if let Some((handle, stop)) = self.checkpointer.take() {
+            stop.store(true, Ordering::Relaxed);
+            handle.thread().unpark();
+            let _ = handle.join();
         }
     }
 }
@@ -658,10 +666,16 @@ impl Store {
                 path: path.to_owned(),
                 message: format!("cannot start the writer thread: {e}"),
             })?;
+        let checkpointer = if in_memory {
+            None
+        } else {
+            Some(sql::spawn_checkpointer(path)?)
+        };
         let store = Store {
             inner: Arc::new(Inner {
                 tx: Some(tx),
                 writer: Some(handle),
+                checkpointer,
                 reads,
                 memory,
                 commits,

@@ -103,6 +103,11 @@ pub(crate) fn open_writer(
             Durability::Normal => "NORMAL",
         };
         conn.pragma_update(None, "synchronous", sync).map_err(open_err)?;
+        // The writer never checkpoints (that copies pages back into the
+        // database and syncs it, a pause of milliseconds in the middle of a
+        // commit); the checkpointer thread does, beside it.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(open_err)?;
     }
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |row| row.get(0))
@@ -116,6 +121,48 @@ pub(crate) fn open_writer(
             .map_err(open_err)?;
     }
     Ok(conn)
+}
+
+/// How often the checkpointer copies the WAL back into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
+/// Start the thread that checkpoints a file store's WAL (`PASSIVE`: it never
+/// blocks the writer), so that the WAL stays small without the writer
+/// pausing for it. Set the flag and unpark the thread to stop it; it
+/// checkpoints once more on the way out.
+pub(crate) fn spawn_checkpointer(
+    path: &str,
+) -> Result<
+    (
+        std::thread::JoinHandle<()>,
+        std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ),
+    StoreError,
+> {
+    let open_err = |message: String| StoreError::Open {
+        path: path.to_owned(),
+        message,
+    };
+    let conn = Connection::open(path).map_err(|e| open_err(e.to_string()))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| open_err(e.to_string()))?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopping = stop.clone();
+    let handle = std::thread::Builder::new()
+        .name("agentwire-store-checkpoint".to_owned())
+        .spawn(move || {
+            let checkpoint = || {
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!("WAL checkpoint failed: {e}");
+                }
+            };
+            while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::park_timeout(CHECKPOINT_EVERY);
+                checkpoint();
+            }
+        })
+        .map_err(|e| open_err(format!("cannot start the checkpoint thread: {e}")))?;
+    Ok((handle, stop))
 }
 
 /// Open one read connection on a file store (the writer has already set WAL).
@@ -311,7 +358,14 @@ pub(crate) fn get_execution(
             .completed_at_ms
             .map(|ms| to_u64(ms, &what("completed_at_ms")))
             .transpose()?,
-        progress_count: to_u32(row.progress_count, &what("progress count"))?,
+        // A completed execution's actions are its results (its progress rows
+        // may not have been written); a running one's are its progress rows.
+        progress_count: match status {
+            ExecutionStatus::Succeeded | ExecutionStatus::Failed => {
+                u32::try_from(results.len()).unwrap_or(u32::MAX)
+            }
+            _ => to_u32(row.progress_count, &what("progress count"))?,
+        },
         execution_id: row.execution_id,
         agent_id: row.agent_id,
         request_id: row.request_id,
@@ -328,6 +382,24 @@ pub(crate) fn progress_after(
     execution_id: &str,
     after_seq: u32,
 ) -> Result<Vec<(u32, ActionResult)>, StoreError> {
+    // A completed execution's `results` holds every action, in order; its
+    // progress rows may not have been written (see the writer).
+    let completed: Option<Option<String>> = conn
+        .prepare_cached(
+            "SELECT results FROM executions WHERE execution_id = ?1 AND status IN ('succeeded', 'failed')",
+        )?
+        .query_row([execution_id], |row| row.get(0))
+        .optional()?;
+    if let Some(Some(results)) = completed {
+        let what = format!("the results of execution {execution_id}");
+        let actions: Vec<ActionResult> = json(&results, &what)?;
+        return Ok(actions
+            .into_iter()
+            .zip(1u32..)
+            .filter(|(_, seq)| *seq > after_seq)
+            .map(|(action, seq)| (seq, action))
+            .collect());
+    }
     let mut stmt = conn.prepare_cached(
         "SELECT seq, action FROM progress WHERE execution_id = ?1 AND seq > ?2 ORDER BY seq",
     )?;

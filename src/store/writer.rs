@@ -5,6 +5,7 @@
 //! transaction, and only then answers the waiters of that batch. On a
 //! `:memory:` store it also runs the read queries, after the batch's commit.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
@@ -200,8 +201,33 @@ fn apply_all(
     outcomes: &mut Vec<Result<bool, StoreError>>,
 ) -> Result<(), StoreError> {
     let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    for (write, _) in writes {
+    // Executions completed in this batch. Their progress rows are not written:
+    // the completion's `results` holds every action (`sql::progress_after`
+    // reads them from there). A start in the same batch is written completed,
+    // and its completion is then done: one statement instead of four.
+    let completes: HashMap<&str, usize> = writes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (write, _))| match write {
+            Write::Complete { execution_id, .. } => Some((execution_id.as_str(), i)),
+            _ => None,
+        })
+        .collect();
+    let mut folded = HashSet::new();
+    for (i, (write, _)) in writes.iter().enumerate() {
         let outcome = match write {
+            _ if folded.contains(&i) => Ok(true),
+            Write::Progress { execution_id, .. } if completes.contains_key(execution_id.as_str()) => Ok(true),
+            Write::StartExecution { execution_id, .. }
+                if completes.get(execution_id.as_str()).is_some_and(|c| *c > i) =>
+            {
+                let complete = completes[execution_id.as_str()];
+                let outcome = insert_completed(&tx, write, &writes[complete].0);
+                if outcome.is_ok() {
+                    folded.insert(complete);
+                }
+                outcome
+            }
             // Several statements: all or nothing.
             Write::RemoveAgent { .. } => {
                 let savepoint = tx.savepoint()?;
@@ -221,6 +247,51 @@ fn apply_all(
     }
     tx.commit()?;
     Ok(())
+}
+
+/// Insert an execution that starts and completes in the same batch.
+fn insert_completed(conn: &Connection, start: &Write, complete: &Write) -> Result<bool, StoreError> {
+    let (
+        Write::StartExecution {
+            execution_id,
+            agent_id,
+            request_id,
+            at_ms: started_at,
+        },
+        Write::Complete {
+            status,
+            results,
+            error,
+            error_code,
+            at_ms: completed_at,
+            ..
+        },
+    ) = (start, complete)
+    else {
+        return apply(conn, start);
+    };
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO executions (execution_id, agent_id, request_id, status, results, error,
+                 error_code, started_at_ms, completed_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             ON CONFLICT (execution_id) DO NOTHING",
+        )?
+        .execute(params![
+            execution_id,
+            agent_id,
+            request_id,
+            status.as_str(),
+            results,
+            error,
+            error_code,
+            started_at,
+            completed_at
+        ])?;
+    if inserted == 0 {
+        return Err(StoreError::DuplicateExecution(execution_id.clone()));
+    }
+    Ok(true)
 }
 
 /// Apply one write. `Ok(false)` only from `RemoveAgent` when there was no such agent.
