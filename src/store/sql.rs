@@ -126,6 +126,10 @@ pub(crate) fn open_writer(
 /// How often the checkpointer copies the WAL back into the database.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 
+/// WAL frames (pages) past which the checkpointer restarts the WAL: 4,096
+/// frames of 4 KiB, 16 MiB.
+const RESTART_FRAMES: i64 = 4096;
+
 /// Start the thread that checkpoints a file store's WAL (`PASSIVE`: it never
 /// blocks the writer), so that the WAL stays small without the writer
 /// pausing for it. Set the flag and unpark the thread to stop it; it
@@ -151,9 +155,25 @@ pub(crate) fn spawn_checkpointer(
     let handle = std::thread::Builder::new()
         .name("agentwire-store-checkpoint".to_owned())
         .spawn(move || {
+            // PASSIVE never waits for the writer, but under a steady stream of
+            // commits it never catches up either, and the WAL only restarts
+            // after a checkpoint that did: past RESTART_FRAMES, RESTART waits
+            // for the writer's current commit and lets the next one start the
+            // WAL over, so it stays bounded.
             let checkpoint = || {
-                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                    tracing::warn!("WAL checkpoint failed: {e}");
+                let frames = |mode: &str| {
+                    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
+                        row.get::<_, i64>(1)
+                    })
+                };
+                match frames("PASSIVE") {
+                    Ok(log) if log > RESTART_FRAMES => {
+                        if let Err(e) = frames("RESTART") {
+                            tracing::warn!("WAL checkpoint (restart) failed: {e}");
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("WAL checkpoint failed: {e}"),
                 }
             };
             while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
