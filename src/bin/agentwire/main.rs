@@ -12,6 +12,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Run AI agents over a typed WebSocket protocol, and generate its schema and types.
 #[derive(Parser)]
 #[command(name = "agentwire", version, about)]
