@@ -114,16 +114,19 @@ pub(crate) async fn start(shared: &Arc<Shared>, conn: &Arc<ConnState>, request: 
     // Everything from here runs beside the connection's reader, so a slow
     // commit never stalls the next request.
     tokio::spawn(async move {
-        let outcome = match run(&shared, &conn, &request, &execution_id, &live).await {
-            Ok(outcome) => outcome,
+        let start_failed = |e: crate::store::StoreError| {
+            tracing::error!(%execution_id, "could not record the execution's start: {e}");
+            forget(&shared, &conn, &execution_id, request.request_id.as_deref());
+            ErrorData::new(
+                ErrorCode::InternalError,
+                format!("could not record the execution: {e}"),
+            )
+            .with_request_id(request.request_id.clone())
+        };
+        let Run { outcome, unannounced } = match run(&shared, &conn, &request, &execution_id, &live).await {
+            Ok(run) => run,
             Err(e) => {
-                tracing::error!(%execution_id, "could not record the execution's start: {e}");
-                forget(&shared, &conn, &execution_id, request.request_id.as_deref());
-                let error = ErrorData::new(
-                    ErrorCode::InternalError,
-                    format!("could not record the execution: {e}"),
-                )
-                .with_request_id(request.request_id.clone());
+                let error = start_failed(e);
                 conn.outbox.send(&ServerMessage::error(error)).await;
                 return;
             }
@@ -154,8 +157,21 @@ pub(crate) async fn start(shared: &Arc<Shared>, conn: &Arc<ConnState>, request: 
                 results.clone(),
             )),
         };
+        // Queued before waiting for the start's commit, so that for an
+        // instant agent both usually share a commit (and one row).
+        let complete = shared.store.complete_execution(&execution_id, outcome);
+        if let Some((start, messages)) = unannounced {
+            if let Err(e) = start.await {
+                let error = start_failed(e);
+                conn.outbox.send(&ServerMessage::error(error)).await;
+                return;
+            }
+            for message in messages {
+                conn.outbox.send(&message).await;
+            }
+        }
         // Durable before it is announced.
-        if let Err(e) = shared.store.complete_execution(&execution_id, outcome).await {
+        if let Err(e) = complete.await {
             tracing::error!(%execution_id, "could not record the execution's completion: {e}");
         }
         let completed = ServerMessage::execution_response(response);
@@ -185,22 +201,24 @@ fn forget(shared: &Shared, conn: &ConnState, execution_id: &str, request_id: Opt
 /// Run the agent while its start is being committed. `started` goes out once
 /// the start is committed (an acknowledged execution is never lost: after a
 /// crash `get_execution` reports it `interrupted`), then the progress held
-/// back meanwhile, then the rest as it comes. For an instant agent the start,
-/// its progress and its completion usually share one commit. Fails only when
-/// the start could not be recorded; then nothing was sent.
+/// back meanwhile, then the rest as it comes. When the run ends before the
+/// start is committed, what is left to announce comes back in [`Run`], so the
+/// caller can queue the completion first: for an instant agent the start, its
+/// progress and its completion then share one commit, one row and one write
+/// to the socket. Fails only when the start could not be recorded; then
+/// nothing was sent.
 async fn run(
     shared: &Shared,
     conn: &ConnState,
     request: &ExecuteRequest,
     execution_id: &str,
     live: &LiveExecution,
-) -> Result<Outcome, crate::store::StoreError> {
-    let start = shared.store.start_execution_committed(
+) -> Result<Run, crate::store::StoreError> {
+    let mut start = Box::pin(shared.store.start_execution_committed(
         execution_id,
         &request.agent_id,
         request.request_id.as_deref(),
-    );
-    tokio::pin!(start);
+    ));
     // Progress to send once `started` is out; `None` once it is.
     let mut held: Option<Vec<ServerMessage>> = Some(Vec::new());
     let announce = |held: &mut Option<Vec<ServerMessage>>| {
@@ -210,14 +228,13 @@ async fn run(
         messages
     };
     let Some(agent) = shared.agent(&request.agent_id) else {
-        start.await?;
-        for message in announce(&mut held) {
-            conn.outbox.send(&message).await;
-        }
-        return Ok(Outcome::Failed {
-            results: Vec::new(),
-            code: ErrorCode::AgentNotFound,
-            error: format!("No agent with id {}", request.agent_id),
+        return Ok(Run {
+            outcome: Outcome::Failed {
+                results: Vec::new(),
+                code: ErrorCode::AgentNotFound,
+                error: format!("No agent with id {}", request.agent_id),
+            },
+            unannounced: Some((start, announce(&mut held))),
         });
     };
     let (events, mut rx) = mpsc::channel(64);
@@ -254,7 +271,7 @@ async fn run(
             biased;
             _ = live.cancel.cancelled() => break Err(crate::runtime::AgentError::new(
                 ErrorCode::Cancelled, "the execution was cancelled")),
-            committed = &mut start, if held.is_some() => {
+            committed = start.as_mut(), if held.is_some() => {
                 committed?;
                 for message in announce(&mut held) {
                     conn.outbox.send(&message).await;
@@ -282,24 +299,39 @@ async fn run(
             late.push(message);
         }
     }
-    let mut messages = Vec::new();
-    if held.is_some() {
-        // The start is not committed yet: `started` and the held progress go first.
-        start.await?;
-        messages = announce(&mut held);
-    }
-    messages.extend(late);
-    for message in messages {
-        conn.outbox.send(&message).await;
-    }
-    Ok(match finished {
+    let outcome = match finished {
         Ok(()) => Outcome::Succeeded { results },
         Err(e) => Outcome::Failed {
             results,
             code: e.code,
             error: e.message,
         },
+    };
+    if held.is_some() {
+        // The start is not committed yet: `started`, the held progress and
+        // the late progress go out once it is.
+        let mut messages = announce(&mut held);
+        messages.extend(late);
+        return Ok(Run {
+            outcome,
+            unannounced: Some((start, messages)),
+        });
+    }
+    for message in late {
+        conn.outbox.send(&message).await;
+    }
+    Ok(Run {
+        outcome,
+        unannounced: None,
     })
+}
+
+/// How a run ended, and what is still to be sent once its start is committed.
+struct Run {
+    outcome: Outcome,
+    /// The start's commit, not yet acknowledged, and `started` with the
+    /// progress held back behind it.
+    unannounced: Option<(std::pin::Pin<Box<crate::store::WriteAck>>, Vec<ServerMessage>)>,
 }
 
 /// Cancel every running execution; how many there were.
