@@ -214,11 +214,13 @@ async fn run(
     execution_id: &str,
     live: &LiveExecution,
 ) -> Result<Run, crate::store::StoreError> {
-    let mut start = Box::pin(shared.store.start_execution_committed(
-        execution_id,
-        &request.agent_id,
-        request.request_id.as_deref(),
-    ));
+    let queue_start = || {
+        Box::pin(shared.store.start_execution_committed(
+            execution_id,
+            &request.agent_id,
+            request.request_id.as_deref(),
+        ))
+    };
     // Progress to send once `started` is out; `None` once it is.
     let mut held: Option<Vec<ServerMessage>> = Some(Vec::new());
     let announce = |held: &mut Option<Vec<ServerMessage>>| {
@@ -234,7 +236,7 @@ async fn run(
                 code: ErrorCode::AgentNotFound,
                 error: format!("No agent with id {}", request.agent_id),
             },
-            unannounced: Some((start, announce(&mut held))),
+            unannounced: Some((queue_start(), announce(&mut held))),
         });
     };
     let (events, mut rx) = mpsc::channel(64);
@@ -264,30 +266,37 @@ async fn run(
         live.publish_progress(progress);
         message
     };
-    let runner = agent.runtime.execute(ctx);
-    tokio::pin!(runner);
-    let finished = loop {
-        tokio::select! {
-            biased;
-            _ = live.cancel.cancelled() => break Err(crate::runtime::AgentError::new(
-                ErrorCode::Cancelled, "the execution was cancelled")),
-            committed = start.as_mut(), if held.is_some() => {
-                committed?;
-                for message in announce(&mut held) {
-                    conn.outbox.send(&message).await;
-                }
-            }
-            Some(event) = rx.recv() => {
-                if let AgentEvent::Action(action) = event
-                    && let Some(message) = record(action, &mut results)
-                {
-                    match &mut held {
-                        Some(held) => held.push(message),
-                        None => { conn.outbox.send(&message).await; }
+    let mut runner = agent.runtime.execute(ctx);
+    // One poll before the start is queued: an instant agent is done by then,
+    // and its start, progress and completion go to the store together.
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(runner.as_mut().poll(cx))).await;
+    let mut start = queue_start();
+    let finished = if let std::task::Poll::Ready(result) = first {
+        result
+    } else {
+        loop {
+            tokio::select! {
+                biased;
+                _ = live.cancel.cancelled() => break Err(crate::runtime::AgentError::new(
+                    ErrorCode::Cancelled, "the execution was cancelled")),
+                committed = start.as_mut(), if held.is_some() => {
+                    committed?;
+                    for message in announce(&mut held) {
+                        conn.outbox.send(&message).await;
                     }
                 }
+                Some(event) = rx.recv() => {
+                    if let AgentEvent::Action(action) = event
+                        && let Some(message) = record(action, &mut results)
+                    {
+                        match &mut held {
+                            Some(held) => held.push(message),
+                            None => { conn.outbox.send(&message).await; }
+                        }
+                    }
+                }
+                result = &mut runner => break result,
             }
-            result = &mut runner => break result,
         }
     };
     // The runner is done (or dropped below); record what it sent before it ended.
