@@ -23,7 +23,31 @@ use crate::protocol::{
 
 /// Where a connection's messages go; cloned into every task that answers it.
 #[derive(Clone)]
-pub(crate) struct Outbox(mpsc::Sender<Message>);
+pub(crate) struct Outbox(mpsc::Sender<Outgoing>);
+
+/// What the outbox carries: smaller than a tungstenite `Message` (40 bytes
+/// against 56), and every idle connection holds a block of 32 of them.
+pub(crate) enum Outgoing {
+    /// An encoded message.
+    Text(Utf8Bytes),
+    /// A keepalive ping.
+    Ping,
+    /// A close frame, after which the connection ends.
+    Close(CloseCode, &'static str),
+}
+
+impl Outgoing {
+    fn into_message(self) -> Message {
+        match self {
+            Outgoing::Text(text) => Message::Text(text),
+            Outgoing::Ping => Message::Ping(Default::default()),
+            Outgoing::Close(code, reason) => Message::Close(Some(CloseFrame {
+                code,
+                reason: reason.into(),
+            })),
+        }
+    }
+}
 
 impl Outbox {
     /// Send a message; false when the connection is gone.
@@ -33,11 +57,11 @@ impl Outbox {
 
     /// Send an already encoded frame.
     pub async fn send_text(&self, text: Utf8Bytes) -> bool {
-        self.send_frame(Message::Text(text)).await
+        self.send_frame(Outgoing::Text(text)).await
     }
 
-    /// Send a WebSocket frame (a ping, a close).
-    pub async fn send_frame(&self, frame: Message) -> bool {
+    /// Send a ping or a close frame.
+    pub async fn send_frame(&self, frame: Outgoing) -> bool {
         self.0.send(frame).await.is_ok()
     }
 }
@@ -154,18 +178,15 @@ impl RateLimit {
     }
 }
 
-/// The close frame for a read error the WebSocket protocol cannot go on after.
-fn close_for(error: &WsError) -> Option<CloseFrame> {
-    let (code, reason) = match error {
-        WsError::Capacity(_) => (CloseCode::Size, "message too large"),
-        WsError::Utf8(_) => (CloseCode::Invalid, "text frame is not valid UTF-8"),
-        WsError::Protocol(_) => (CloseCode::Protocol, "WebSocket protocol error"),
-        _ => return None,
-    };
-    Some(CloseFrame {
-        code,
-        reason: reason.into(),
-    })
+/// The close code and reason for a read error the WebSocket protocol cannot
+/// go on after.
+fn close_for(error: &WsError) -> Option<(CloseCode, &'static str)> {
+    match error {
+        WsError::Capacity(_) => Some((CloseCode::Size, "message too large")),
+        WsError::Utf8(_) => Some((CloseCode::Invalid, "text frame is not valid UTF-8")),
+        WsError::Protocol(_) => Some((CloseCode::Protocol, "WebSocket protocol error")),
+        _ => None,
+    }
 }
 
 async fn session(
@@ -173,7 +194,7 @@ async fn session(
     ws: tokio_tungstenite::WebSocketStream<http::Rewind<TcpStream>>,
 ) -> Result<(), String> {
     let (mut sink, mut source) = ws.split();
-    let (tx, mut rx) = mpsc::channel::<Message>(256);
+    let (tx, mut rx) = mpsc::channel::<Outgoing>(256);
     let counters = shared.clone();
     // Cancelled when the reader is done: executions still running may hold the
     // outbox, but the socket closes now (answering the client's close at once).
@@ -187,13 +208,13 @@ async fn session(
             };
             let Some(message) = message else { break };
             counters.metrics.message_sent();
-            if sink.feed(message).await.is_err() {
+            if sink.feed(message.into_message()).await.is_err() {
                 return;
             }
             // Batch what is already queued into one flush.
             while let Ok(message) = rx.try_recv() {
                 counters.metrics.message_sent();
-                if sink.feed(message).await.is_err() {
+                if sink.feed(message.into_message()).await.is_err() {
                     return;
                 }
             }
@@ -225,13 +246,12 @@ async fn session(
                     break;
                 }
                 if silent >= keepalive {
-                    conn.outbox.send_frame(Message::Ping(Default::default())).await;
+                    conn.outbox.send_frame(Outgoing::Ping).await;
                 }
                 continue;
             }
             _ = shared.closing.cancelled() => {
-                let frame = CloseFrame { code: CloseCode::Away, reason: "server shutting down".into() };
-                conn.outbox.send_frame(Message::Close(Some(frame))).await;
+                conn.outbox.send_frame(Outgoing::Close(CloseCode::Away, "server shutting down")).await;
                 break;
             }
         };
@@ -241,8 +261,8 @@ async fn session(
             Ok(frame) => frame,
             Err(e) => {
                 tracing::debug!("read failed: {e}");
-                if let Some(close) = close_for(&e) {
-                    conn.outbox.send_frame(Message::Close(Some(close))).await;
+                if let Some((code, reason)) = close_for(&e) {
+                    conn.outbox.send_frame(Outgoing::Close(code, reason)).await;
                 }
                 break;
             }
