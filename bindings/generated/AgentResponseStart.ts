@@ -6,7 +6,8 @@
  */
 export type AgentResponseStart = { 
 /**
- * The `request_id` of the `user_message` that started the step, sent to the
- * connection that sent it.
+ * The `request_id` of the `user_message` that started the step. Every
+ * connection on the agent receives the step; this tells the sender's
+ * own steps from the others'.
  */
 request_id?: string, };

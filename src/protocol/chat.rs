@@ -159,8 +159,9 @@ impl CommandResponse {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema, TS)]
 #[non_exhaustive]
 pub struct AgentResponseStart {
-    /// The `request_id` of the `user_message` that started the step, sent to the
-    /// connection that sent it.
+    /// The `request_id` of the `user_message` that started the step. Every
+    /// connection on the agent receives the step; this tells the sender's
+    /// own steps from the others'.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[ts(optional)]
     pub request_id: Option<String>,
