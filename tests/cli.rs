@@ -182,3 +182,17 @@ fn agents_add_list_remove_edit_the_database_the_server_loads() {
         .unwrap();
     assert!(output.status.success(), "{output:?}");
 }
+
+#[test]
+fn serve_refuses_a_public_address_without_a_token_and_says_why() {
+    let output = agentwire()
+        .args(["serve", "--host", "0.0.0.0", "--port", "0", "--db", ":memory:"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("without a token") && stderr.contains("--insecure"),
+        "{stderr}"
+    );
+}
