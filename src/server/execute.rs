@@ -249,9 +249,15 @@ async fn run(
     );
     let mut results: Vec<ActionResult> = Vec::new();
     // Record an action; the message to send, when the client asked for progress.
-    let record = |action: ActionResult, results: &mut Vec<ActionResult>| {
+    // Progress rows keep what a running execution has done; an execution that
+    // finished within its first poll has its completion queued right behind
+    // its start, and the completion's results hold every action.
+    let mut persist_progress = true;
+    let record = |action: ActionResult, results: &mut Vec<ActionResult>, persist: bool| {
         let seq = u32::try_from(results.len() + 1).unwrap_or(u32::MAX);
-        shared.store.record_progress(execution_id, seq, &action);
+        if persist {
+            shared.store.record_progress(execution_id, seq, &action);
+        }
         results.push(action.clone());
         let progress = ExecutionProgress::new(
             execution_id,
@@ -272,6 +278,7 @@ async fn run(
     let first = std::future::poll_fn(|cx| std::task::Poll::Ready(runner.as_mut().poll(cx))).await;
     let mut start = queue_start();
     let finished = if let std::task::Poll::Ready(result) = first {
+        persist_progress = false;
         result
     } else {
         loop {
@@ -287,7 +294,7 @@ async fn run(
                 }
                 Some(event) = rx.recv() => {
                     if let AgentEvent::Action(action) = event
-                        && let Some(message) = record(action, &mut results)
+                        && let Some(message) = record(action, &mut results, true)
                     {
                         match &mut held {
                             Some(held) => held.push(message),
@@ -303,7 +310,7 @@ async fn run(
     let mut late = Vec::new();
     while let Ok(event) = rx.try_recv() {
         if let AgentEvent::Action(action) = event
-            && let Some(message) = record(action, &mut results)
+            && let Some(message) = record(action, &mut results, persist_progress)
         {
             late.push(message);
         }
