@@ -103,8 +103,9 @@ fn mutate(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
             }
             6 => {
                 // Replace the value after a colon with a hostile one.
-                if let Some(colon) = data.iter().skip(at).position(|b| *b == b':') {
-                    let start = at + colon + 1;
+                let from = at.min(data.len());
+                if let Some(colon) = data[from..].iter().position(|b| *b == b':') {
+                    let start = from + colon + 1;
                     let end = data[start..]
                         .iter()
                         .position(|b| matches!(b, b',' | b'}'))

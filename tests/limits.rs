@@ -29,7 +29,7 @@ runtime = "scripted"
 actions = [{ function_name = "sleep", params = { ms = 1200 } }]
 "#;
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use common::server::Ws;
 
 async fn server(configure: impl FnOnce(&mut ServerConfig)) -> common::server::TestServer {
     common::server::start_custom(configure, AGENTS, |_| {}).await

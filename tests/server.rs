@@ -29,7 +29,7 @@ actions = [
 ]
 "#;
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use common::server::Ws;
 
 async fn start(
     db: &str,

@@ -32,7 +32,7 @@ runtime = "scripted"
 actions = [{ function_name = "sleep", params = { ms = 60000 } }]
 "#;
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use common::server::Ws;
 
 async fn next(ws: &mut Ws) -> Option<Message> {
     tokio::time::timeout(Duration::from_secs(10), ws.next())

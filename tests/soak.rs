@@ -38,7 +38,7 @@ runtime = "scripted"
 actions = [{ function_name = "sleep", params = { ms = 20 } }]
 "#;
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use common::server::Ws;
 
 #[derive(Default)]
 struct Tally {

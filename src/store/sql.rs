@@ -342,7 +342,8 @@ pub(crate) fn get_execution(
         .prepare_cached(
             "SELECT execution_id, agent_id, request_id, status, results, error, error_code,
                     started_at_ms, completed_at_ms,
-                    (SELECT COUNT(*) FROM progress p WHERE p.execution_id = e.execution_id)
+                    CASE WHEN status IN ('succeeded', 'failed') THEN 0
+                         ELSE (SELECT COUNT(*) FROM progress p WHERE p.execution_id = e.execution_id) END
              FROM executions e WHERE execution_id = ?1",
         )?
         .query_row([execution_id], |row| {
@@ -379,7 +380,8 @@ pub(crate) fn get_execution(
             .map(|ms| to_u64(ms, &what("completed_at_ms")))
             .transpose()?,
         // A completed execution's actions are its results (its progress rows
-        // may not have been written); a running one's are its progress rows.
+        // may not have been written, and the query does not count them); a
+        // running one's are its progress rows.
         progress_count: match status {
             ExecutionStatus::Succeeded | ExecutionStatus::Failed => {
                 u32::try_from(results.len()).unwrap_or(u32::MAX)

@@ -3,6 +3,9 @@
 use agentwire::runtime::parse_agents_toml;
 use agentwire::server::{Server, ServerConfig};
 
+/// A client's WebSocket, as `tokio_tungstenite::connect_async` returns it.
+pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
 /// A running server; dropping `stop` (or sending on it) shuts it down.
 pub struct TestServer {
     /// `ws://127.0.0.1:<port>`.
