@@ -250,15 +250,20 @@ async fn healthz_and_metrics_share_the_websocket_port() {
     send(&mut ws, r#"{"type":"execute","agent_id":"instant"}"#).await;
     send(&mut ws, r#"{"type":"execute","agent_id":"nobody"}"#).await;
     send(&mut ws, "not json").await;
-    let mut completed = 0;
-    while completed < 2 {
-        if let ServerMessage::ExecutionResponse(r) = recv(&mut ws).await
-            && matches!(
-                r.data,
-                ExecutionResponse::Succeeded(_) | ExecutionResponse::Failed(_)
-            )
-        {
-            completed += 1;
+    // Two completions and the error for "not json", in whatever order.
+    let (mut completed, mut errors) = (0, 0);
+    while completed < 2 || errors < 1 {
+        match recv(&mut ws).await {
+            ServerMessage::ExecutionResponse(r)
+                if matches!(
+                    r.data,
+                    ExecutionResponse::Succeeded(_) | ExecutionResponse::Failed(_)
+                ) =>
+            {
+                completed += 1
+            }
+            ServerMessage::Error(_) => errors += 1,
+            _ => {}
         }
     }
     let metrics = http_get(&url, "/metrics").await;

@@ -3,6 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{broadcast, mpsc};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 
 use super::connection::ConnState;
@@ -18,6 +19,9 @@ use crate::store::Outcome;
 pub struct LiveExecution {
     agent_id: String,
     cancel: CancellationToken,
+    /// Its agent finished within the first poll: what is left (recording it,
+    /// answering) is short, and done on the connection's task.
+    instant: std::sync::atomic::AtomicBool,
     /// Every event so far and the channel for the next ones, under one lock so
     /// that a follower neither misses nor repeats one.
     log: Mutex<Log>,
@@ -97,6 +101,7 @@ pub(crate) async fn start(shared: &Arc<Shared>, conn: &Arc<ConnState>, request: 
     let live = Arc::new(LiveExecution {
         agent_id: request.agent_id.clone(),
         cancel: CancellationToken::new(),
+        instant: std::sync::atomic::AtomicBool::new(false),
         log: Mutex::new(Log {
             progress: Vec::new(),
             completed: None,
@@ -111,9 +116,8 @@ pub(crate) async fn start(shared: &Arc<Shared>, conn: &Arc<ConnState>, request: 
     let shared = shared.clone();
     let conn = conn.clone();
     let began = std::time::Instant::now();
-    // Everything from here runs beside the connection's reader, so a slow
-    // commit never stalls the next request.
-    tokio::spawn(async move {
+    let instant = live.clone();
+    let mut execution = Box::pin(async move {
         let start_failed = |e: crate::store::StoreError| {
             tracing::error!(%execution_id, "could not record the execution's start: {e}");
             forget(&shared, &conn, &execution_id, request.request_id.as_deref());
@@ -141,45 +145,94 @@ pub(crate) async fn start(shared: &Arc<Shared>, conn: &Arc<ConnState>, request: 
         };
         shared.metrics.execution(label, began.elapsed());
         tracing::debug!(%execution_id, agent_id = %request.agent_id, outcome = ?label, "execution ended");
-        let response = match &outcome {
-            Outcome::Succeeded { results } => ExecutionResponse::from(ExecutionSucceeded::new(
-                &request.agent_id,
-                &execution_id,
-                request.request_id.clone(),
-                results.clone(),
-            )),
-            Outcome::Failed { results, code, error } => ExecutionResponse::from(ExecutionFailed::new(
-                &request.agent_id,
-                &execution_id,
-                request.request_id.clone(),
-                code.clone(),
-                error.clone(),
-                results.clone(),
-            )),
+        let store = &shared.store;
+        let response = match unannounced {
+            Unannounced::Instant(messages) => {
+                // Start and completion in one write: one commit, one row.
+                let recorded = store.record_execution(
+                    &execution_id,
+                    &request.agent_id,
+                    request.request_id.as_deref(),
+                    &outcome,
+                );
+                if let Err(e) = recorded.await {
+                    let error = start_failed(e);
+                    conn.outbox.send(&ServerMessage::error(error)).await;
+                    return;
+                }
+                for message in messages {
+                    conn.outbox.send(&message).await;
+                }
+                response(&request, &execution_id, outcome)
+            }
+            Unannounced::AfterStart(start, messages) => {
+                let response = response(&request, &execution_id, outcome.clone());
+                // Queued before waiting for the start's commit, so that both
+                // may share a commit.
+                let complete = store.complete_execution(&execution_id, outcome);
+                if let Err(e) = start.await {
+                    let error = start_failed(e);
+                    conn.outbox.send(&ServerMessage::error(error)).await;
+                    return;
+                }
+                for message in messages {
+                    conn.outbox.send(&message).await;
+                }
+                // Durable before it is announced.
+                if let Err(e) = complete.await {
+                    tracing::error!(%execution_id, "could not record the execution's completion: {e}");
+                }
+                response
+            }
+            Unannounced::Nothing => {
+                let response = response(&request, &execution_id, outcome.clone());
+                // Durable before it is announced.
+                if let Err(e) = store.complete_execution(&execution_id, outcome).await {
+                    tracing::error!(%execution_id, "could not record the execution's completion: {e}");
+                }
+                response
+            }
         };
-        // Queued before waiting for the start's commit, so that for an
-        // instant agent both usually share a commit (and one row).
-        let complete = shared.store.complete_execution(&execution_id, outcome);
-        if let Some((start, messages)) = unannounced {
-            if let Err(e) = start.await {
-                let error = start_failed(e);
-                conn.outbox.send(&ServerMessage::error(error)).await;
-                return;
-            }
-            for message in messages {
-                conn.outbox.send(&message).await;
-            }
-        }
-        // Durable before it is announced.
-        if let Err(e) = complete.await {
-            tracing::error!(%execution_id, "could not record the execution's completion: {e}");
-        }
         let completed = ServerMessage::execution_response(response);
-        live.publish_completed(completed.clone());
+        let text = Utf8Bytes::from(completed.encode());
+        live.publish_completed(completed);
         forget(&shared, &conn, &execution_id, request.request_id.as_deref());
-        conn.outbox.send(&completed).await;
+        conn.outbox.send_text(text).await;
         drop(permit);
     });
+    // Polled once here, on the connection's task. An instant agent is done by
+    // then, and what is left (one commit, shared with the writes of the other
+    // tasks that run meanwhile, and the answers) is done here too, with no
+    // task spawned. Anything slower goes on in its own task, beside the
+    // connection's reader, so that it never stalls the next request.
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(execution.as_mut().poll(cx))).await;
+    if first.is_pending() {
+        if instant.instant.load(std::sync::atomic::Ordering::Relaxed) {
+            execution.await;
+        } else {
+            tokio::spawn(execution);
+        }
+    }
+}
+
+/// The `completed` answer for `outcome`.
+fn response(request: &ExecuteRequest, execution_id: &str, outcome: Outcome) -> ExecutionResponse {
+    match outcome {
+        Outcome::Succeeded { results } => ExecutionResponse::from(ExecutionSucceeded::new(
+            &request.agent_id,
+            execution_id,
+            request.request_id.clone(),
+            results,
+        )),
+        Outcome::Failed { results, code, error } => ExecutionResponse::from(ExecutionFailed::new(
+            &request.agent_id,
+            execution_id,
+            request.request_id.clone(),
+            code,
+            error,
+            results,
+        )),
+    }
 }
 
 /// The execution is over (or never began): drop it from the live table and
@@ -230,13 +283,14 @@ async fn run(
         messages
     };
     let Some(agent) = shared.agent(&request.agent_id) else {
+        live.instant.store(true, std::sync::atomic::Ordering::Relaxed);
         return Ok(Run {
             outcome: Outcome::Failed {
                 results: Vec::new(),
                 code: ErrorCode::AgentNotFound,
                 error: format!("No agent with id {}", request.agent_id),
             },
-            unannounced: Some((queue_start(), announce(&mut held))),
+            unannounced: Unannounced::Instant(announce(&mut held)),
         });
     };
     let (events, mut rx) = mpsc::channel(64);
@@ -276,11 +330,15 @@ async fn run(
     // One poll before the start is queued: an instant agent is done by then,
     // and its start, progress and completion go to the store together.
     let first = std::future::poll_fn(|cx| std::task::Poll::Ready(runner.as_mut().poll(cx))).await;
-    let mut start = queue_start();
+    // Queued only for a run that goes on: an instant one's start is queued
+    // with its completion, by the caller.
+    let mut start = None;
     let finished = if let std::task::Poll::Ready(result) = first {
         persist_progress = false;
+        live.instant.store(true, std::sync::atomic::Ordering::Relaxed);
         result
     } else {
+        let start = start.insert(queue_start());
         loop {
             tokio::select! {
                 biased;
@@ -324,30 +382,42 @@ async fn run(
         },
     };
     if held.is_some() {
-        // The start is not committed yet: `started`, the held progress and
-        // the late progress go out once it is.
+        // `started` has not gone out: it goes with the held progress and the
+        // late progress once the start is committed.
         let mut messages = announce(&mut held);
         messages.extend(late);
-        return Ok(Run {
-            outcome,
-            unannounced: Some((start, messages)),
-        });
+        let unannounced = match start {
+            Some(start) => Unannounced::AfterStart(start, messages),
+            None => Unannounced::Instant(messages),
+        };
+        return Ok(Run { outcome, unannounced });
     }
     for message in late {
         conn.outbox.send(&message).await;
     }
     Ok(Run {
         outcome,
-        unannounced: None,
+        unannounced: Unannounced::Nothing,
     })
 }
 
 /// How a run ended, and what is still to be sent once its start is committed.
 struct Run {
     outcome: Outcome,
-    /// The start's commit, not yet acknowledged, and `started` with the
-    /// progress held back behind it.
-    unannounced: Option<(std::pin::Pin<Box<crate::store::WriteAck>>, Vec<ServerMessage>)>,
+    unannounced: Unannounced,
+}
+
+/// What of a run has not been announced yet.
+enum Unannounced {
+    /// Everything: the run ended before its start was queued. The start and
+    /// the completion are to be recorded together, then `started` and the
+    /// progress sent.
+    Instant(Vec<ServerMessage>),
+    /// `started` and the progress held behind it, to send once the start (its
+    /// commit not yet acknowledged) is committed.
+    AfterStart(std::pin::Pin<Box<crate::store::WriteAck>>, Vec<ServerMessage>),
+    /// Nothing: `started` went out during the run.
+    Nothing,
 }
 
 /// Cancel every running execution; how many there were.

@@ -159,7 +159,9 @@ pub(crate) async fn respond(shared: &Shared, stream: &mut TcpStream, request: Re
             "/metrics" => (
                 200,
                 "text/plain; version=0.0.4; charset=utf-8",
-                shared.metrics.render(shared.running_executions()),
+                shared
+                    .metrics
+                    .render(shared.running_executions(), shared.store.commit_count()),
             ),
             _ => (
                 404,

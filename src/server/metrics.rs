@@ -115,8 +115,9 @@ impl Metrics {
         opened.saturating_sub(self.connections_closed.load(Relaxed))
     }
 
-    /// The Prometheus text exposition (format 0.0.4).
-    pub fn render(&self, running_executions: usize) -> String {
+    /// The Prometheus text exposition (format 0.0.4), with two figures kept
+    /// elsewhere: the executions running now and the store's commits so far.
+    pub fn render(&self, running_executions: usize, store_commits: u64) -> String {
         let mut out = String::with_capacity(2048);
         let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -178,6 +179,12 @@ impl Metrics {
             "Executions running now.",
             &[("", running_executions as u64)],
         );
+        metric(
+            "agentwire_store_commits_total",
+            "counter",
+            "Store transactions committed (executions per commit shows the group commit at work).",
+            &[("", store_commits)],
+        );
         let labels = ExecutionOutcome::ALL.map(|o| format!("{{outcome=\"{}\"}}", o.label()));
         let by_outcome: Vec<(&str, u64)> = labels
             .iter()
@@ -218,7 +225,7 @@ mod tests {
         metrics.execution(ExecutionOutcome::Succeeded, Duration::from_millis(3));
         metrics.execution(ExecutionOutcome::Failed, Duration::from_millis(300));
         metrics.execution(ExecutionOutcome::Cancelled, Duration::from_secs(100));
-        let text = metrics.render(2);
+        let text = metrics.render(2, 7);
         assert!(text.contains("agentwire_execution_duration_seconds_bucket{le=\"0.001\"} 0\n"));
         assert!(text.contains("agentwire_execution_duration_seconds_bucket{le=\"0.005\"} 1\n"));
         assert!(text.contains("agentwire_execution_duration_seconds_bucket{le=\"0.5\"} 2\n"));
@@ -227,5 +234,6 @@ mod tests {
         assert!(text.contains("agentwire_execution_duration_seconds_count 3\n"));
         assert!(text.contains("agentwire_executions_total{outcome=\"cancelled\"} 1\n"));
         assert!(text.contains("agentwire_executions_running 2\n"));
+        assert!(text.contains("agentwire_store_commits_total 7\n"));
     }
 }

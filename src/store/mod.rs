@@ -3,16 +3,21 @@
 //!
 //! # Design
 //!
-//! - **One writer thread.** [`Store::open`] starts a dedicated OS thread that
-//!   owns the only writing `rusqlite::Connection`. Every write is sent to it over
-//!   an unbounded channel, in call order.
-//! - **Group commit.** The writer blocks for one operation, drains everything
-//!   else already queued (up to [`OpenOptions::max_batch`]), applies the lot in
-//!   one `BEGIN IMMEDIATE … COMMIT` and only then answers every waiter of the
-//!   batch (a `tokio::sync::oneshot` each). Under load, many writes share one
-//!   commit (and one `fsync`); [`Store::commit_count`] counts the commits. A write
-//!   that fails alone (a duplicate id, a missing row) fails alone; a failure that
-//!   ends the transaction or a failed `COMMIT` fails every write of the batch.
+//! - **One writer.** One `rusqlite::Connection` writes; every write waits in one
+//!   queue, in call order.
+//! - **Group commit.** Whoever finds nobody committing leads: it takes
+//!   everything queued (up to [`OpenOptions::max_batch`]), applies the lot in one
+//!   `BEGIN IMMEDIATE … COMMIT` and only then answers every waiter of the batch
+//!   (a `tokio::sync::oneshot` each), and goes on while writes keep coming.
+//!   Under load, many writes share one commit (and one `fsync`);
+//!   [`Store::commit_count`] counts the commits. With [`Durability::Normal`] and
+//!   on `:memory:` the caller leads itself: an uncontended write is committed
+//!   before the write method returns, with no hand-off between threads, and a
+//!   leader hands the queue to a committer thread after two batches. With
+//!   [`Durability::Full`] the committer thread always leads, so that no caller
+//!   blocks on an `fsync`. A write that fails alone (a duplicate id, a missing
+//!   row) fails alone; a failure that ends the transaction or a failed `COMMIT`
+//!   fails every write of the batch.
 //! - **Writes are queued when called, not when polled.** Write methods are plain
 //!   functions that enqueue immediately and return a [`WriteAck`] future that
 //!   resolves after the COMMIT containing the write. Awaiting it is how the
@@ -29,7 +34,7 @@
 //!   may not be visible yet.
 //! - **`:memory:`** is a real SQLite in-memory database with the same API and
 //!   behaviour, except that it has only the writer's connection, so reads are run
-//!   by the writer thread between batches (they see every write queued before
+//!   by the leader between batches (they see every write queued before
 //!   them). Nothing survives the store.
 //! - **Durability.** [`Durability::Full`] (the default) is `synchronous=FULL`: a
 //!   resolved [`WriteAck`] survives power loss. [`Durability::Normal`] survives a
@@ -43,8 +48,8 @@
 //!   cache once committed (a `:memory:` store keeps its whole memory in the
 //!   cache). A cache miss is one indexed read on a read connection, run on the
 //!   calling thread.
-//! - **Closing.** The writer stops when the last clone of the [`Store`] is
-//!   dropped; that drop blocks until everything queued is committed.
+//! - **Closing.** The committer thread stops when the last clone of the
+//!   [`Store`] is dropped; that drop blocks until everything queued is committed.
 
 mod sql;
 mod writer;
@@ -54,7 +59,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -66,7 +71,7 @@ use tokio::sync::oneshot;
 use crate::protocol::{
     ActionResult, ErrorCode, ExecutionFailed, ExecutionResponse, ExecutionStarted, ExecutionSucceeded,
 };
-use writer::{Ack, Op, Write, Writer};
+use writer::{Ack, Committer, Leader, Op, Write, Writer};
 
 /// The path that opens an in-memory store.
 pub const MEMORY_PATH: &str = ":memory:";
@@ -391,9 +396,13 @@ impl OpenOptions {
 ///
 /// The write was queued when the method returned; dropping this future does not
 /// cancel it, it only means nobody hears how it went.
-#[derive(Debug)]
 pub struct WriteAck<T = ()> {
     state: AckState<T>,
+    /// The duty to commit, when this write found nobody committing: done on
+    /// the second poll, so that the writes queued by the tasks that run in
+    /// between share the commit (or when dropped).
+    leader: Option<Leader>,
+    yielded: bool,
 }
 
 #[derive(Debug)]
@@ -402,16 +411,28 @@ enum AckState<T> {
     Failed(Option<StoreError>),
 }
 
+impl<T> fmt::Debug for WriteAck<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WriteAck")
+            .field("leads", &self.leader.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl<T> WriteAck<T> {
-    fn waiting(rx: oneshot::Receiver<Result<T, StoreError>>) -> Self {
+    fn waiting(rx: oneshot::Receiver<Result<T, StoreError>>, leader: Option<Leader>) -> Self {
         WriteAck {
             state: AckState::Waiting(rx),
+            leader,
+            yielded: false,
         }
     }
 
     fn failed(error: StoreError) -> Self {
         WriteAck {
             state: AckState::Failed(Some(error)),
+            leader: None,
+            yielded: false,
         }
     }
 }
@@ -419,13 +440,28 @@ impl<T> WriteAck<T> {
 impl<T> WriteAck<T> {
     /// Let the write complete without waiting for it (it stays queued). Its
     /// failure, if any, is logged and counted in [`Store::failed_write_count`].
-    pub fn detach(self) {}
+    pub fn detach(mut self) {
+        if let Some(leader) = self.leader.take() {
+            leader.hand_off();
+        }
+    }
 }
 
 impl<T> Future for WriteAck<T> {
     type Output = Result<T, StoreError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Some(leader) = self.leader.take() {
+            if !self.yielded {
+                // Let the other ready tasks queue their writes first: they
+                // join this commit.
+                self.yielded = true;
+                self.leader = Some(leader);
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            leader.lead();
+        }
         match &mut self.state {
             AckState::Waiting(rx) => Pin::new(rx)
                 .poll(cx)
@@ -563,7 +599,8 @@ pub struct Store {
 }
 
 struct Inner {
-    tx: Option<mpsc::Sender<Op>>,
+    committer: Arc<Committer>,
+    /// The committer thread.
     writer: Option<JoinHandle<()>>,
     /// File stores: the thread that checkpoints the WAL, and its stop flag.
     checkpointer: Option<(JoinHandle<()>, Arc<std::sync::atomic::AtomicBool>)>,
@@ -577,8 +614,8 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // Closing the channel lets the writer drain the queue and stop.
-        drop(self.tx.take());
+        // The committer thread commits what is queued, then stops.
+        self.committer.close();
         if let Some(handle) = self.writer.take()
             && handle.join().is_err()
         {
@@ -650,21 +687,21 @@ impl Store {
         });
         let commits = Arc::new(AtomicU64::new(0));
         let failed_writes = Arc::new(AtomicU64::new(0));
-        let (tx, rx) = mpsc::channel();
         let writer = Writer {
             conn,
-            rx,
             commits: Arc::clone(&commits),
             failed_writes: Arc::clone(&failed_writes),
             memory: Arc::clone(&memory),
-            max_batch: options.max_batch.max(1),
         };
+        let inline = in_memory || options.durability == Durability::Normal;
+        let committer = Arc::new(Committer::new(writer, inline, options.max_batch));
+        let thread = Arc::clone(&committer);
         let handle = std::thread::Builder::new()
             .name("agentwire-store-writer".to_owned())
-            .spawn(move || writer.run())
+            .spawn(move || thread.run_thread())
             .map_err(|e| StoreError::Open {
                 path: path.to_owned(),
-                message: format!("cannot start the writer thread: {e}"),
+                message: format!("cannot start the committer thread: {e}"),
             })?;
         let checkpointer = if in_memory {
             None
@@ -673,7 +710,7 @@ impl Store {
         };
         let store = Store {
             inner: Arc::new(Inner {
-                tx: Some(tx),
+                committer,
                 writer: Some(handle),
                 checkpointer,
                 reads,
@@ -703,23 +740,33 @@ impl Store {
         self.inner.failed_writes.load(Ordering::Relaxed)
     }
 
-    fn send(&self, op: Op) -> Result<(), StoreError> {
-        match &self.inner.tx {
-            Some(tx) => tx.send(op).map_err(|_| StoreError::Closed),
-            None => Err(StoreError::Closed),
+    /// Queue ops nobody awaits: the committer thread commits them if nobody is.
+    fn send_detached(&self, ops: impl IntoIterator<Item = Op>) -> Result<(), StoreError> {
+        if let Some(leader) = self.inner.committer.enqueue(ops)? {
+            leader.hand_off();
+        }
+        Ok(())
+    }
+
+    /// Queue ops; the ack resolves with `ack`'s answer.
+    fn send_awaited<T>(
+        &self,
+        ops: impl IntoIterator<Item = Op>,
+        ack: oneshot::Receiver<Result<T, StoreError>>,
+    ) -> WriteAck<T> {
+        match self.inner.committer.enqueue(ops) {
+            Ok(leader) => WriteAck::waiting(ack, leader),
+            Err(e) => WriteAck::failed(e),
         }
     }
 
     fn write_unit(&self, write: Write) -> WriteAck {
         let (tx, rx) = oneshot::channel();
-        match self.send(Op::Write(write, Ack::Unit(tx))) {
-            Ok(()) => WriteAck::waiting(rx),
-            Err(e) => WriteAck::failed(e),
-        }
+        self.send_awaited([Op::Write(write, Ack::Unit(tx))], rx)
     }
 
     fn write_detached(&self, write: Write) {
-        if self.send(Op::Write(write, Ack::None)).is_err() {
+        if self.send_detached([Op::Write(write, Ack::None)]).is_err() {
             self.inner.failed_writes.fetch_add(1, Ordering::Relaxed);
             tracing::warn!("store write dropped: the store is closed");
         }
@@ -743,10 +790,10 @@ impl Store {
             }
             Reads::Writer => {
                 let (tx, rx) = oneshot::channel();
-                self.send(Op::Read(Box::new(move |conn| {
+                let read = Op::Read(Box::new(move |conn| {
                     let _ = tx.send(f(conn));
-                })))?;
-                rx.await.map_err(|_| StoreError::Closed)?
+                }));
+                self.send_awaited([read], rx).await
             }
         }
     }
@@ -780,8 +827,9 @@ impl Store {
             id: id.to_owned(),
             generation,
         };
-        match self.send(Op::Write(write, Ack::Bool(tx))) {
-            Ok(()) => {
+        // Queued under the lock, committed after it: the leader takes it too.
+        match self.inner.committer.enqueue([Op::Write(write, Ack::Bool(tx))]) {
+            Ok(leader) => {
                 if self.inner.memory.complete {
                     agents.remove(id);
                 } else {
@@ -793,7 +841,7 @@ impl Store {
                         },
                     );
                 }
-                WriteAck::waiting(rx)
+                WriteAck::waiting(rx, leader)
             }
             Err(e) => WriteAck::failed(e),
         }
@@ -829,7 +877,7 @@ impl Store {
         request_id: Option<&str>,
     ) -> std::future::Ready<Result<(), StoreError>> {
         let write = Self::start_write(execution_id, agent_id, request_id);
-        std::future::ready(self.send(Op::Write(write, Ack::None)))
+        std::future::ready(self.send_detached([Op::Write(write, Ack::None)]))
     }
 
     /// [`Store::start_execution`], resolving after the COMMIT that contains it.
@@ -878,7 +926,14 @@ impl Store {
     /// completion stands).
     #[must_use = "await the ack before sending `completed`: it resolves after the commit"]
     pub fn complete_execution(&self, execution_id: &str, outcome: Outcome) -> WriteAck {
-        let (status, results, error, error_code) = match &outcome {
+        match Self::complete_write(execution_id, &outcome) {
+            Ok(write) => self.write_unit(write),
+            Err(e) => WriteAck::failed(e),
+        }
+    }
+
+    fn complete_write(execution_id: &str, outcome: &Outcome) -> Result<Write, StoreError> {
+        let (status, results, error, error_code) = match outcome {
             Outcome::Succeeded { results } => (ExecutionStatus::Succeeded, results, None, None),
             Outcome::Failed { results, code, error } => (
                 ExecutionStatus::Failed,
@@ -887,18 +942,38 @@ impl Store {
                 Some(code.as_str().to_owned()),
             ),
         };
-        let results = match encode(results) {
-            Ok(results) => results,
-            Err(e) => return WriteAck::failed(e),
-        };
-        self.write_unit(Write::Complete {
+        Ok(Write::Complete {
             execution_id: execution_id.to_owned(),
             status,
-            results,
+            results: encode(results)?,
             error,
             error_code,
             at_ms: sql_ms(now_ms()),
         })
+    }
+
+    /// Record an execution that started and ended at once (an agent that
+    /// finished within its first poll): its start and its completion are queued
+    /// together, so they share one commit and one row. Resolves after that
+    /// commit; fails with [`StoreError::DuplicateExecution`] if the id is taken
+    /// (and then completes nothing).
+    #[must_use = "await the ack before sending `started`: it resolves after the commit"]
+    pub fn record_execution(
+        &self,
+        execution_id: &str,
+        agent_id: &str,
+        request_id: Option<&str>,
+        outcome: &Outcome,
+    ) -> WriteAck {
+        let complete = match Self::complete_write(execution_id, outcome) {
+            Ok(complete) => complete,
+            Err(e) => return WriteAck::failed(e),
+        };
+        let start = Self::start_write(execution_id, agent_id, request_id);
+        let (tx, rx) = oneshot::channel();
+        // The start's failure reaches the completion's waiter: see `apply_all`.
+        let ops = [Op::Write(start, Ack::None), Op::Write(complete, Ack::Unit(tx))];
+        self.send_awaited(ops, rx)
     }
 
     /// An execution's record, or `None` if there is no such execution.
@@ -1003,16 +1078,21 @@ impl Store {
             generation,
             at_ms: sql_ms(now_ms()),
         };
-        if self.send(Op::Write(write, Ack::None)).is_err() {
+        // Queued under the lock, committed after it: the leader takes it too.
+        let Ok(leader) = self.inner.committer.enqueue([Op::Write(write, Ack::None)]) else {
             self.inner.failed_writes.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(%agent_id, %key, "memory not written: the store is closed");
             return;
-        }
+        };
         agents
             .entry(agent_id.to_owned())
             .or_default()
             .entries
             .insert(key.to_owned(), CachedValue { value, generation });
+        drop(agents);
+        if let Some(leader) = leader {
+            leader.hand_off();
+        }
     }
 
     // -- flushing -----------------------------------------------------------

@@ -1,19 +1,33 @@
-//! The writer thread: the only code that writes to the database.
+//! The committer: the only code that writes to the database.
 //!
-//! It blocks on its channel for one operation, drains whatever else is queued
-//! (up to `max_batch`), applies every write in ONE `BEGIN IMMEDIATE … COMMIT`
-//! transaction, and only then answers the waiters of that batch. On a
-//! `:memory:` store it also runs the read queries, after the batch's commit.
+//! Writes wait in one queue, in call order. Whoever finds nobody committing
+//! becomes the leader: it takes everything queued (up to `max_batch`), applies
+//! it in ONE `BEGIN IMMEDIATE … COMMIT` transaction, answers the waiters of
+//! that batch, and goes on until the queue is empty. Writes queued meanwhile
+//! by other threads wait for the leader's next batch: that is the group
+//! commit.
+//!
+//! With [`Durability::Normal`](super::Durability::Normal) and on `:memory:`, a
+//! commit is a few `pwrite`s and no `fsync`, so the caller leads itself,
+//! inline: an uncontended write is committed before the call returns, with no
+//! hand-off to another thread and no wake-up. An inline leader commits at most
+//! [`INLINE_ROUNDS`] batches, then hands the queue to the committer thread, so
+//! that it returns to its own work. With [`Durability::Full`] every commit
+//! waits for an `fsync`, and the committer thread always leads, so callers
+//! (Tokio workers among them) never block on the disk.
+//!
+//! On a `:memory:` store the leader also runs the read queries, after the
+//! batch's commit.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
-use super::{ExecutionStatus, MemoryCache, StoreError};
+use super::{ExecutionStatus, MemoryCache, StoreError, lock};
 
 /// A read query run on the writer's connection (`:memory:` stores only).
 pub(crate) type ReadFn = Box<dyn FnOnce(&Connection) + Send>;
@@ -97,38 +111,218 @@ pub(crate) enum Ack {
     Bool(oneshot::Sender<Result<bool, StoreError>>),
 }
 
-/// What the writer's channel carries.
+/// What the queue carries.
 pub(crate) enum Op {
     Write(Write, Ack),
     Read(ReadFn),
 }
 
-/// The writer thread's state.
-pub(crate) struct Writer {
-    pub(crate) conn: Connection,
-    pub(crate) rx: Receiver<Op>,
-    pub(crate) commits: Arc<AtomicU64>,
-    pub(crate) failed_writes: Arc<AtomicU64>,
-    pub(crate) memory: Arc<MemoryCache>,
-    pub(crate) max_batch: usize,
+/// How many batches an inline leader commits before it hands the queue to the
+/// committer thread.
+const INLINE_ROUNDS: usize = 2;
+
+/// How long the committer thread keeps leading after writes arrived while a
+/// batch was committing.
+const CONTENDED: Duration = Duration::from_millis(1);
+
+/// The queue of writes and whoever commits them (see the module's doc).
+pub(crate) struct Committer {
+    queue: Mutex<Queue>,
+    /// Wakes the committer thread when it is its turn, or when the store closes.
+    turn: Condvar,
+    /// Only the leader locks it: never contended.
+    writer: Mutex<Writer>,
+    /// Whether callers may lead (no `fsync` per commit).
+    inline: bool,
+    max_batch: usize,
 }
 
-impl Writer {
-    /// Run until every sender is gone and the queue is empty.
-    pub(crate) fn run(mut self) {
-        let mut batch = Vec::new();
-        while let Ok(first) = self.rx.recv() {
-            batch.push(first);
-            while batch.len() < self.max_batch {
-                match self.rx.try_recv() {
-                    Ok(op) => batch.push(op),
-                    Err(_) => break,
-                }
-            }
-            self.process(&mut batch);
+struct Queue {
+    ops: Vec<Op>,
+    /// Someone leads (or is about to): whatever is queued will be committed
+    /// without help.
+    leading: bool,
+    /// The committer thread is to lead next.
+    thread_turn: bool,
+    closed: bool,
+    /// Until when the committer thread leads: set whenever writes arrive while
+    /// a batch commits.
+    contended_until: Option<Instant>,
+}
+
+/// The duty to commit the queue, given to the caller whose write found nobody
+/// leading. Whoever holds it must [`lead`](Leader::lead) or
+/// [`hand_off`](Leader::hand_off); dropping it leads.
+pub(crate) struct Leader(Option<Arc<Committer>>);
+
+impl Leader {
+    /// Commit, on this thread, what is queued (up to [`INLINE_ROUNDS`]
+    /// batches; the committer thread takes the rest).
+    pub(crate) fn lead(mut self) {
+        if let Some(committer) = self.0.take() {
+            committer.lead(Some(INLINE_ROUNDS));
         }
     }
 
+    /// Let the committer thread commit (or lead here, if the store is closed).
+    pub(crate) fn hand_off(mut self) {
+        if let Some(committer) = self.0.take() {
+            let queue = lock(&committer.queue);
+            if queue.closed {
+                drop(queue);
+                committer.lead(None);
+            } else {
+                committer.hand_to_thread(queue);
+            }
+        }
+    }
+}
+
+impl Drop for Leader {
+    fn drop(&mut self) {
+        if let Some(committer) = self.0.take() {
+            committer.lead(Some(INLINE_ROUNDS));
+        }
+    }
+}
+
+/// Hands the queue to the committer thread if a leader unwinds (a panic in a
+/// write): the batch in hand is lost (its waiters hear `Closed`), the rest is not.
+struct Unwinding<'a>(&'a Committer);
+
+impl Drop for Unwinding<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.hand_to_thread(lock(&self.0.queue));
+        }
+    }
+}
+
+impl Committer {
+    pub(crate) fn new(writer: Writer, inline: bool, max_batch: usize) -> Committer {
+        Committer {
+            queue: Mutex::new(Queue {
+                ops: Vec::new(),
+                leading: false,
+                thread_turn: false,
+                closed: false,
+                contended_until: None,
+            }),
+            turn: Condvar::new(),
+            writer: Mutex::new(writer),
+            inline,
+            max_batch: max_batch.max(1),
+        }
+    }
+
+    /// Queue `ops`, in order and together (the same batch, unless the batch
+    /// limit splits them). When nobody leads and callers may lead, the caller
+    /// gets the [`Leader`] duty: the earlier it is done, the fewer writes
+    /// share the commit. Otherwise the writes are in someone else's hands.
+    pub(crate) fn enqueue(
+        self: &Arc<Self>,
+        ops: impl IntoIterator<Item = Op>,
+    ) -> Result<Option<Leader>, StoreError> {
+        let mut queue = lock(&self.queue);
+        if queue.closed {
+            return Err(StoreError::Closed);
+        }
+        queue.ops.extend(ops);
+        if queue.leading {
+            return Ok(None);
+        }
+        queue.leading = true;
+        // Under contention the committer thread leads: writes gather while
+        // it commits, into batches larger than a caller's.
+        let contended = queue.contended_until.is_some_and(|until| Instant::now() < until);
+        if !self.inline || contended {
+            self.hand_to_thread(queue);
+            return Ok(None);
+        }
+        Ok(Some(Leader(Some(Arc::clone(self)))))
+    }
+
+    fn hand_to_thread(&self, mut queue: std::sync::MutexGuard<'_, Queue>) {
+        queue.thread_turn = true;
+        drop(queue);
+        self.turn.notify_one();
+    }
+
+    /// Commit batch after batch until the queue is empty, or until `rounds`
+    /// batches are done (then the committer thread takes over).
+    fn lead(&self, rounds: Option<usize>) {
+        let unwinding = Unwinding(self);
+        let mut done = 0;
+        loop {
+            let mut batch = {
+                let mut queue = lock(&self.queue);
+                if queue.ops.is_empty() {
+                    queue.leading = false;
+                    break;
+                }
+                if done > 0 {
+                    // Writes came while a batch was committing.
+                    queue.contended_until = Some(Instant::now() + CONTENDED);
+                }
+                // A closed store's thread is gone, or going: lead to the end.
+                if rounds.is_some_and(|rounds| done >= rounds) && !queue.closed {
+                    self.hand_to_thread(queue);
+                    break;
+                }
+                if queue.ops.len() <= self.max_batch {
+                    std::mem::take(&mut queue.ops)
+                } else {
+                    queue.ops.drain(..self.max_batch).collect()
+                }
+            };
+            lock(&self.writer).process(&mut batch);
+            done += 1;
+        }
+        std::mem::forget(unwinding);
+    }
+
+    /// The committer thread: leads whenever it is handed the queue; returns
+    /// once the store is closed and nothing is left to commit.
+    pub(crate) fn run_thread(&self) {
+        loop {
+            {
+                let mut queue = lock(&self.queue);
+                loop {
+                    if queue.thread_turn {
+                        queue.thread_turn = false;
+                        break;
+                    }
+                    // What a caller still leads, it commits itself.
+                    if queue.closed {
+                        return;
+                    }
+                    queue = self
+                        .turn
+                        .wait(queue)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                }
+            }
+            self.lead(None);
+        }
+    }
+
+    /// Refuse new writes. The committer thread commits what it was handed,
+    /// then stops; a caller that leads still commits the rest.
+    pub(crate) fn close(&self) {
+        lock(&self.queue).closed = true;
+        self.turn.notify_all();
+    }
+}
+
+/// The leader's connection and counters.
+pub(crate) struct Writer {
+    pub(crate) conn: Connection,
+    pub(crate) commits: Arc<AtomicU64>,
+    pub(crate) failed_writes: Arc<AtomicU64>,
+    pub(crate) memory: Arc<MemoryCache>,
+}
+
+impl Writer {
     fn process(&mut self, batch: &mut Vec<Op>) {
         let mut writes = Vec::with_capacity(batch.len());
         let mut reads = Vec::new();
@@ -213,19 +407,20 @@ fn apply_all(
             _ => None,
         })
         .collect();
-    let mut folded = HashSet::new();
+    // The completions already done (or failed) with their start.
+    let mut folded: HashMap<usize, Result<bool, StoreError>> = HashMap::new();
     for (i, (write, _)) in writes.iter().enumerate() {
         let outcome = match write {
-            _ if folded.contains(&i) => Ok(true),
+            _ if folded.contains_key(&i) => folded.remove(&i).unwrap_or(Ok(true)),
             Write::Progress { execution_id, .. } if completes.contains_key(execution_id.as_str()) => Ok(true),
             Write::StartExecution { execution_id, .. }
                 if completes.get(execution_id.as_str()).is_some_and(|c| *c > i) =>
             {
                 let complete = completes[execution_id.as_str()];
                 let outcome = insert_completed(&tx, write, &writes[complete].0);
-                if outcome.is_ok() {
-                    folded.insert(complete);
-                }
+                // A start that failed (a duplicate id) takes its completion
+                // with it: that must not complete the other execution.
+                folded.insert(complete, outcome.clone());
                 outcome
             }
             // Several statements: all or nothing.
