@@ -4,13 +4,13 @@
 //! chat steps run in their own tasks and send through the connection's
 //! outbox, which one writer task drains into the socket in order.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
@@ -22,8 +22,32 @@ use crate::protocol::{
 };
 
 /// Where a connection's messages go; cloned into every task that answers it.
+///
+/// A bounded queue drained by the connection's writer task. Not a Tokio
+/// `mpsc` channel: that allocates a block of 32 slots (1.3 KiB) when it is
+/// created, which every idle connection would carry. This queue holds no
+/// allocation while it is empty.
 #[derive(Clone)]
-pub(crate) struct Outbox(mpsc::Sender<Outgoing>);
+pub(crate) struct Outbox(Arc<OutboxShared>);
+
+struct OutboxShared {
+    queue: Mutex<OutQueue>,
+    /// Wakes the writer: something was queued, or the reader is done.
+    queued: Notify,
+    /// Wakes senders waiting for room.
+    drained: Notify,
+}
+
+struct OutQueue {
+    items: VecDeque<Outgoing>,
+    /// The writer is gone: sending fails.
+    closed: bool,
+    /// The reader is done: the writer sends what is queued, then closes.
+    finishing: bool,
+}
+
+/// How many messages the outbox holds before senders wait.
+const OUTBOX_CAPACITY: usize = 256;
 
 /// What the outbox carries: smaller than a tungstenite `Message` (40 bytes
 /// against 56), and every idle connection holds a block of 32 of them.
@@ -50,6 +74,22 @@ impl Outgoing {
 }
 
 impl Outbox {
+    fn new() -> Outbox {
+        Outbox(Arc::new(OutboxShared {
+            queue: Mutex::new(OutQueue {
+                items: VecDeque::new(),
+                closed: false,
+                finishing: false,
+            }),
+            queued: Notify::new(),
+            drained: Notify::new(),
+        }))
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, OutQueue> {
+        self.0.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Send a message; false when the connection is gone.
     pub async fn send(&self, message: &ServerMessage) -> bool {
         self.send_text(Utf8Bytes::from(message.encode())).await
@@ -62,7 +102,79 @@ impl Outbox {
 
     /// Send a ping or a close frame.
     pub async fn send_frame(&self, frame: Outgoing) -> bool {
-        self.0.send(frame).await.is_ok()
+        let mut frame = match self.try_push(frame) {
+            Ok(sent) => return sent,
+            Err(frame) => frame,
+        };
+        loop {
+            // Registered before the second look: a drain after it is not missed.
+            let room = self.0.drained.notified();
+            let mut room = std::pin::pin!(room);
+            room.as_mut().enable();
+            frame = match self.try_push(frame) {
+                Ok(sent) => return sent,
+                Err(frame) => frame,
+            };
+            room.await;
+        }
+    }
+
+    /// Queue `frame` if there is room: `Ok(false)` when the writer is gone,
+    /// `Err(frame)` when the queue is full.
+    fn try_push(&self, frame: Outgoing) -> Result<bool, Outgoing> {
+        let mut queue = self.queue();
+        if queue.closed {
+            return Ok(false);
+        }
+        if queue.items.len() >= OUTBOX_CAPACITY {
+            return Err(frame);
+        }
+        queue.items.push_back(frame);
+        drop(queue);
+        self.0.queued.notify_one();
+        Ok(true)
+    }
+
+    /// The writer's side: everything queued, waiting until there is some;
+    /// `None` once the reader is done and the queue is empty.
+    async fn take(&self) -> Option<VecDeque<Outgoing>> {
+        loop {
+            match self.try_take() {
+                Ok(items) => return items,
+                // `notify_one` keeps a permit when the writer is not waiting yet.
+                Err(()) => self.0.queued.notified().await,
+            }
+        }
+    }
+
+    /// What is queued; `Ok(None)` when finished; `Err` when there is nothing yet.
+    fn try_take(&self) -> Result<Option<VecDeque<Outgoing>>, ()> {
+        let mut queue = self.queue();
+        if !queue.items.is_empty() {
+            let items = std::mem::take(&mut queue.items);
+            drop(queue);
+            // Senders wait only on a full queue.
+            if items.len() >= OUTBOX_CAPACITY {
+                self.0.drained.notify_waiters();
+            }
+            return Ok(Some(items));
+        }
+        if queue.finishing { Ok(None) } else { Err(()) }
+    }
+
+    /// The reader is done: the writer sends what is queued, then closes.
+    fn finish(&self) {
+        self.queue().finishing = true;
+        self.0.queued.notify_one();
+    }
+
+    /// The writer is gone: senders fail from now on.
+    fn close(&self) {
+        let mut queue = self.queue();
+        queue.closed = true;
+        queue.items.clear();
+        drop(queue);
+        self.0.drained.notify_waiters();
     }
 }
 
@@ -76,7 +188,31 @@ pub(crate) struct ConnState {
 }
 
 /// Serve one TCP connection: a WebSocket session, or one plain HTTP answer.
-pub(crate) async fn serve(shared: Arc<Shared>, mut stream: TcpStream) -> Result<(), String> {
+pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream) -> Result<(), String> {
+    // Boxed, and freed once the session begins: the opening's futures (the
+    // request head's parser, the handshake) are several KiB, and inline they
+    // would size every connection's task for its whole life.
+    let Some((ws, permit)) = Box::pin(open(&shared, stream)).await? else {
+        return Ok(());
+    };
+    shared.metrics.connection_opened();
+    tracing::debug!("websocket open");
+    let result = session(&shared, ws).await;
+    shared.metrics.connection_closed();
+    tracing::debug!("websocket closed");
+    drop(permit);
+    result
+}
+
+/// A WebSocket ready for its session, and the connection's permit; `None`
+/// when the connection was answered otherwise (plain HTTP, a refusal).
+type Opened = Option<(
+    tokio_tungstenite::WebSocketStream<http::Rewind<TcpStream>>,
+    tokio::sync::OwnedSemaphorePermit,
+)>;
+
+/// Read the request head; answer plain HTTP, refuse, or complete the handshake.
+async fn open(shared: &Shared, mut stream: TcpStream) -> Result<Opened, String> {
     let _ = stream.set_nodelay(true);
     let head = tokio::time::timeout(shared.config.handshake_timeout, http::read_head(&mut stream))
         .await
@@ -85,25 +221,28 @@ pub(crate) async fn serve(shared: Arc<Shared>, mut stream: TcpStream) -> Result<
     let upgrade = match head {
         http::Request::Upgrade(upgrade) => upgrade,
         plain => {
-            return http::respond(&shared, &mut stream, plain)
+            return http::respond(shared, &mut stream, plain)
                 .await
+                .map(|()| None)
                 .map_err(|e| e.to_string());
         }
     };
-    let refusal = admit(&shared, &upgrade);
-    let permit = shared.connections.clone().try_acquire_owned();
-    let refusal = refusal.or_else(|| {
-        permit
-            .is_err()
-            .then_some((503, "the server holds as many connections as it allows\n"))
-    });
-    if let Some((status, why)) = refusal {
-        shared.metrics.handshake_refused();
-        tracing::debug!(status, "handshake refused");
-        return http::refuse(&mut stream, status, why)
-            .await
-            .map_err(|e| e.to_string());
-    }
+    let permit = match (
+        admit(shared, &upgrade),
+        shared.connections.clone().try_acquire_owned(),
+    ) {
+        (None, Ok(permit)) => permit,
+        (refusal, _) => {
+            let (status, why) =
+                refusal.unwrap_or((503, "the server holds as many connections as it allows\n"));
+            shared.metrics.handshake_refused();
+            tracing::debug!(status, "handshake refused");
+            return http::refuse(&mut stream, status, why)
+                .await
+                .map(|()| None)
+                .map_err(|e| e.to_string());
+        }
+    };
     let config = WebSocketConfig::default()
         .max_message_size(Some(shared.config.max_message_bytes))
         .max_frame_size(Some(shared.config.max_message_bytes))
@@ -114,13 +253,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, mut stream: TcpStream) -> Result<
         .await
         .map_err(|_| "the handshake did not finish in time".to_owned())?
         .map_err(|e| e.to_string())?;
-    shared.metrics.connection_opened();
-    tracing::debug!("websocket open");
-    let result = session(&shared, ws).await;
-    shared.metrics.connection_closed();
-    tracing::debug!("websocket closed");
-    drop(permit);
-    result
+    Ok(Some((ws, permit)))
 }
 
 /// Check the token and the origin; the HTTP status and reason to refuse with.
@@ -194,25 +327,21 @@ async fn session(
     ws: tokio_tungstenite::WebSocketStream<http::Rewind<TcpStream>>,
 ) -> Result<(), String> {
     let (mut sink, mut source) = ws.split();
-    let (tx, mut rx) = mpsc::channel::<Outgoing>(256);
+    let outbox = Outbox::new();
     let counters = shared.clone();
-    // Cancelled when the reader is done: executions still running may hold the
-    // outbox, but the socket closes now (answering the client's close at once).
-    let reader_done = tokio_util::sync::CancellationToken::new();
-    let done = reader_done.clone();
+    let queue = outbox.clone();
     let writer = tokio::spawn(async move {
-        loop {
-            let message = tokio::select! {
-                message = rx.recv() => message,
-                _ = done.cancelled() => rx.try_recv().ok(),
-            };
-            let Some(message) = message else { break };
-            counters.metrics.message_sent();
-            if sink.feed(message.into_message()).await.is_err() {
-                return;
+        // Whatever ends the writer, senders hear it.
+        struct Closing(Outbox);
+        impl Drop for Closing {
+            fn drop(&mut self) {
+                self.0.close();
             }
-            // Batch what is already queued into one flush.
-            while let Ok(message) = rx.try_recv() {
+        }
+        let queue = Closing(queue);
+        while let Some(items) = queue.0.take().await {
+            // Everything queued goes out in one flush.
+            for message in items {
                 counters.metrics.message_sent();
                 if sink.feed(message.into_message()).await.is_err() {
                     return;
@@ -226,7 +355,7 @@ async fn session(
     });
 
     let conn = Arc::new(ConnState {
-        outbox: Outbox(tx),
+        outbox: outbox.clone(),
         requests: Mutex::new(HashMap::new()),
         slots: Arc::new(Semaphore::new(shared.config.max_executions_per_connection)),
         chat: chat::ChatState::default(),
@@ -297,7 +426,9 @@ async fn session(
     }
     conn.chat.leave();
     drop(conn);
-    reader_done.cancel();
+    // Executions still running may hold the outbox, but the socket closes now
+    // (answering the client's close at once).
+    outbox.finish();
     let _ = writer.await;
     Ok(())
 }
