@@ -7,7 +7,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use agentwire::protocol::{ActionResult, ErrorCode, ExecutionResponse};
-use agentwire::store::{ExecutionStatus, MEMORY_PATH, Outcome, Store, StoreError, StoredAgent};
+use agentwire::store::{
+    Durability, ExecutionStatus, MEMORY_PATH, OpenOptions, Outcome, Store, StoreError, StoredAgent,
+};
 use serde_json::{Map, Value, json};
 
 fn open(dir: &Path) -> (Store, u32) {
@@ -565,4 +567,131 @@ async fn open_reports_bad_paths_as_errors() {
     let junk = dir.path().join("junk.db");
     std::fs::write(&junk, vec![b'x'; 8192]).unwrap();
     assert!(Store::open(junk.to_str().unwrap()).is_err());
+}
+
+fn open_normal(dir: &Path) -> Store {
+    let path = dir.join("store.db");
+    let options = OpenOptions::default().with_durability(Durability::Normal);
+    Store::open_with(path.to_str().expect("utf-8 temp path"), options)
+        .expect("store opens")
+        .0
+}
+
+fn succeeded(n: u32) -> Outcome {
+    Outcome::Succeeded {
+        results: (1..=n).map(action).collect(),
+    }
+}
+
+/// With `Durability::Normal` the caller commits inline: once its ack resolves,
+/// an independent connection sees the row, and concurrent callers share commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inline_commits_are_durable_on_ack_and_shared_under_load() {
+    const N: usize = 500;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_normal(dir.path());
+    let check = raw(dir.path());
+
+    store
+        .record_execution("one", "a1", Some("r1"), &succeeded(2))
+        .await
+        .unwrap();
+    let (status, request_id): (String, Option<String>) = check
+        .query_row(
+            "SELECT status, request_id FROM executions WHERE execution_id = 'one'",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .expect("committed when the ack resolved");
+    assert_eq!(
+        (status.as_str(), request_id.as_deref()),
+        ("succeeded", Some("r1"))
+    );
+    let record = store.get_execution("one").await.unwrap().unwrap();
+    assert_eq!(record.results, vec![action(1), action(2)]);
+    assert_eq!(
+        store.progress_after("one", 1).await.unwrap(),
+        vec![(2, action(2))]
+    );
+
+    let commits_before = store.commit_count();
+    let tasks: Vec<_> = (0..N)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .record_execution(&format!("e{i}"), "a1", None, &succeeded(1))
+                    .await
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task ran").expect("committed");
+    }
+    let commits = store.commit_count() - commits_before;
+    let done: i64 = check
+        .query_row(
+            "SELECT COUNT(*) FROM executions WHERE status = 'succeeded'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(done, N as i64 + 1);
+    assert!(
+        commits < (N / 2) as u64,
+        "{N} concurrent executions took {commits} commits"
+    );
+}
+
+/// An execution recorded whole whose id is taken fails, and leaves the
+/// execution that holds the id alone.
+#[tokio::test]
+async fn a_recorded_execution_with_a_taken_id_completes_nothing() {
+    for durability in [Durability::Full, Durability::Normal] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        let options = OpenOptions::default().with_durability(durability);
+        let (store, _) = Store::open_with(path.to_str().unwrap(), options).unwrap();
+        store.start_execution_committed("dup", "a1", None).await.unwrap();
+        let error = store
+            .record_execution("dup", "a2", None, &succeeded(1))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, StoreError::DuplicateExecution(id) if id == "dup"),
+            "{error:?}"
+        );
+        let record = store.get_execution("dup").await.unwrap().unwrap();
+        assert_eq!(record.status, ExecutionStatus::Running, "{durability:?}");
+        assert_eq!(record.agent_id, "a1");
+        assert!(record.results.is_empty());
+    }
+}
+
+/// The caller that must commit may drop its ack, or keep it past the store:
+/// the writes are committed all the same, and nothing hangs.
+#[tokio::test]
+async fn an_ack_dropped_or_outliving_the_store_still_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_normal(dir.path());
+    let within = |f| tokio::time::timeout(Duration::from_secs(10), f);
+
+    // Dropped unpolled: the drop commits.
+    drop(store.record_execution("dropped", "a1", None, &succeeded(1)));
+    within(store.upsert_agent(agent("a1", None)))
+        .await
+        .expect("the next write is not stuck behind a missing leader")
+        .unwrap();
+    // Kept past the last clone of the store: awaiting it commits.
+    let late = store.record_execution("late", "a1", None, &succeeded(2));
+    drop(store);
+    within(late).await.expect("no hang").unwrap();
+
+    let store = open_normal(dir.path());
+    for (id, n) in [("dropped", 1), ("late", 2)] {
+        let record = store.get_execution(id).await.unwrap().expect("recorded");
+        assert_eq!(record.status, ExecutionStatus::Succeeded);
+        assert_eq!(record.results.len(), n);
+    }
+    assert_eq!(store.list_agents().await.unwrap(), vec![agent("a1", None)]);
 }

@@ -1,8 +1,10 @@
 //! One client connection: frames in, messages out.
 //!
-//! A reader loop decodes each text frame and dispatches it; executions and
-//! chat steps run in their own tasks and send through the connection's
-//! outbox, which one writer task drains into the socket in order.
+//! A reader loop decodes each text frame and dispatches it. An execution whose
+//! agent finishes within its first poll is recorded and answered right there;
+//! longer executions and chat steps run in their own tasks. Everything is
+//! sent through the connection's outbox, which one writer task drains into
+//! the socket in order.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};

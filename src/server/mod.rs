@@ -54,7 +54,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Messages per second one connection may send (a token bucket holding one
     /// second's worth); beyond it each message gets `rate_limited`. 0: no limit.
-    /// Default 10,000.
+    /// Default 50,000: above what one client sending requests back to back
+    /// reaches (about 12,000 a second on 2 cores), below a flood.
     pub messages_per_second: u32,
     /// How long a client may take to send its handshake. Default 10 s.
     pub handshake_timeout: Duration,
@@ -89,7 +90,7 @@ impl Default for ServerConfig {
             max_executions_per_connection: 64,
             max_message_bytes: 1 << 20,
             max_connections: 16_384,
-            messages_per_second: 10_000,
+            messages_per_second: 50_000,
             handshake_timeout: Duration::from_secs(10),
             keepalive_interval: Duration::from_secs(20),
             token: None,

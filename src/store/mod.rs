@@ -396,6 +396,12 @@ impl OpenOptions {
 ///
 /// The write was queued when the method returned; dropping this future does not
 /// cancel it, it only means nobody hears how it went.
+///
+/// With [`Durability::Normal`] (and `:memory:`), the ack of a write that found
+/// nobody committing carries the commit itself: it yields once (so that the
+/// writes of the tasks that run in between join the batch), then commits on
+/// its second poll, on the caller's thread. Dropped before that, it commits
+/// in its drop.
 pub struct WriteAck<T = ()> {
     state: AckState<T>,
     /// The duty to commit, when this write found nobody committing: done on
