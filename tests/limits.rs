@@ -150,6 +150,36 @@ async fn a_flood_is_rate_limited_and_the_connection_stays_open() {
 }
 
 #[tokio::test]
+async fn a_rate_limited_request_is_answered_with_its_request_id() {
+    let server = server(|c| c.messages_per_second = 5).await;
+    let mut ws = connect(&server.url).await;
+    for i in 0..20 {
+        let request = format!(r#"{{"type":"execute","agent_id":"instant","request_id":"r{i}"}}"#);
+        ws.feed(Message::text(request)).await.unwrap();
+    }
+    ws.flush().await.unwrap();
+    // Every request hears its fate: completed, or dropped with its id.
+    let mut settled = std::collections::BTreeSet::new();
+    let mut limited = 0;
+    while settled.len() < 20 {
+        match recv(&mut ws).await {
+            ServerMessage::Error(e) if e.data.code == Some(ErrorCode::RateLimited) => {
+                limited += 1;
+                let id = e.data.request_id.expect("the dropped request's id");
+                assert!(settled.insert(id.clone()), "{id} answered twice");
+            }
+            ServerMessage::ExecutionResponse(r) if r.data.is_completed() => {
+                let id = r.data.request_id().expect("request_id echoed").to_owned();
+                assert!(settled.insert(id.clone()), "{id} answered twice");
+            }
+            ServerMessage::ExecutionResponse(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!((14..=15).contains(&limited), "{limited} limited");
+}
+
+#[tokio::test]
 async fn a_full_server_refuses_the_handshake_with_503() {
     let server = server(|c| c.max_connections = 2).await;
     let _a = connect(&server.url).await;

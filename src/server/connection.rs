@@ -399,13 +399,21 @@ async fn session(
             }
         };
         if matches!(frame, Message::Text(_) | Message::Binary(_)) && !rate.allow() {
+            // The request's id, so that a client waiting on it hears it was dropped.
+            let request_id = match &frame {
+                Message::Text(text) => ClientMessage::decode(text.as_str())
+                    .ok()
+                    .and_then(|message| message.request_id().map(str::to_owned)),
+                _ => None,
+            };
             let error = ErrorData::new(
                 ErrorCode::RateLimited,
                 format!(
                     "more than {} messages per second; this one was dropped",
                     shared.config.messages_per_second
                 ),
-            );
+            )
+            .with_request_id(request_id);
             shared.metrics.message_received(true);
             conn.outbox.send(&ServerMessage::error(error)).await;
             continue;
