@@ -12,8 +12,12 @@
 //!   Under load, many writes share one commit (and one `fsync`);
 //!   [`Store::commit_count`] counts the commits. With [`Durability::Normal`] and
 //!   on `:memory:` the caller leads itself: an uncontended write is committed
-//!   before the write method returns, with no hand-off between threads, and a
-//!   leader hands the queue to a committer thread after two batches. With
+//!   when its ack is awaited (after one yield, so that the writes of the other
+//!   ready tasks join the batch), with no hand-off between threads. Writes
+//!   nobody awaits (progress, memory) go to the committer thread. A leader
+//!   hands the queue to a committer thread after two batches, and when writes
+//!   arrive while a batch commits the committer thread leads for the next
+//!   millisecond (batches grow while it wakes). With
 //!   [`Durability::Full`] the committer thread always leads, so that no caller
 //!   blocks on an `fsync`. A write that fails alone (a duplicate id, a missing
 //!   row) fails alone; a failure that ends the transaction or a failed `COMMIT`
@@ -288,7 +292,7 @@ pub enum StoreError {
     ExecutionNotFound(String),
     /// `complete_execution` of an execution that has already completed.
     AlreadyCompleted(String),
-    /// The writer thread is gone (the store is shutting down, or it failed).
+    /// The store is closed (shutting down), or its committer failed.
     Closed,
     /// A blocking read task failed.
     Task(String),
@@ -589,7 +593,7 @@ impl ReadPool {
 enum Reads {
     /// File store: separate WAL read connections.
     Pool(Arc<ReadPool>),
-    /// `:memory:` store: the writer thread runs reads between batches.
+    /// `:memory:` store: the leader runs reads between batches.
     Writer,
 }
 
@@ -598,7 +602,7 @@ enum Reads {
 // ---------------------------------------------------------------------------
 
 /// The persistence layer of the reference server. Cheap to clone (an `Arc`);
-/// every clone talks to the same writer thread.
+/// every clone shares the same queue of writes and the same writer connection.
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
@@ -625,7 +629,7 @@ impl Drop for Inner {
         if let Some(handle) = self.writer.take()
             && handle.join().is_err()
         {
-            tracing::error!("the store's writer thread panicked");
+            tracing::error!("the store's committer thread panicked");
         }
         if let Some((handle, stop)) = self.checkpointer.take() {
             stop.store(true, Ordering::Relaxed);
