@@ -507,3 +507,91 @@ async fn reject(conn: &ConnState, error: DecodeError) {
     };
     conn.outbox.send(&answer).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(n: usize) -> Outgoing {
+        Outgoing::Text(Utf8Bytes::from(n.to_string()))
+    }
+
+    fn texts(items: VecDeque<Outgoing>) -> Vec<String> {
+        items
+            .into_iter()
+            .map(|item| match item {
+                Outgoing::Text(text) => text.as_str().to_owned(),
+                Outgoing::Ping => "ping".to_owned(),
+                Outgoing::Close(..) => "close".to_owned(),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_writer_takes_everything_queued_in_order() {
+        let outbox = Outbox::new();
+        for n in 0..3 {
+            assert!(outbox.send_frame(text(n)).await);
+        }
+        assert!(outbox.send_frame(Outgoing::Ping).await);
+        assert_eq!(texts(outbox.take().await.unwrap()), ["0", "1", "2", "ping"]);
+        // Emptied, and no allocation kept while empty.
+        assert_eq!(outbox.queue().items.capacity(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_full_outbox_holds_senders_until_the_writer_takes() {
+        let outbox = Outbox::new();
+        for n in 0..OUTBOX_CAPACITY {
+            assert!(outbox.send_frame(text(n)).await);
+        }
+        let sender = outbox.clone();
+        let blocked = tokio::spawn(async move { sender.send_frame(text(OUTBOX_CAPACITY)).await });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!blocked.is_finished(), "a sender got past a full outbox");
+        let first = outbox.take().await.unwrap();
+        assert_eq!(first.len(), OUTBOX_CAPACITY);
+        assert!(blocked.await.unwrap(), "the sender was not let through");
+        assert_eq!(texts(outbox.take().await.unwrap()), [OUTBOX_CAPACITY.to_string()]);
+    }
+
+    #[tokio::test]
+    async fn senders_fail_once_the_writer_is_gone_even_when_waiting() {
+        let outbox = Outbox::new();
+        for n in 0..OUTBOX_CAPACITY {
+            assert!(outbox.send_frame(text(n)).await);
+        }
+        let sender = outbox.clone();
+        let blocked = tokio::spawn(async move { sender.send_frame(text(0)).await });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        outbox.close();
+        assert!(
+            !blocked.await.unwrap(),
+            "a waiting sender must hear the writer is gone"
+        );
+        assert!(!outbox.send_frame(text(1)).await);
+    }
+
+    #[tokio::test]
+    async fn finishing_lets_the_writer_drain_then_stop() {
+        let outbox = Outbox::new();
+        let writer = {
+            let outbox = outbox.clone();
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                while let Some(items) = outbox.take().await {
+                    seen.extend(texts(items));
+                }
+                seen
+            })
+        };
+        assert!(outbox.send_frame(text(1)).await);
+        assert!(outbox.send_frame(text(2)).await);
+        outbox.finish();
+        let seen = tokio::time::timeout(std::time::Duration::from_secs(5), writer)
+            .await
+            .expect("the writer stops once finished and drained")
+            .unwrap();
+        assert_eq!(seen, ["1", "2"]);
+    }
+}
