@@ -695,3 +695,28 @@ async fn an_ack_dropped_or_outliving_the_store_still_commits() {
     }
     assert_eq!(store.list_agents().await.unwrap(), vec![agent("a1", None)]);
 }
+
+/// An ack left unpolled holds the duty to commit, but not for long: another
+/// caller's write is committed all the same, and the unpolled one with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unpolled_ack_does_not_hold_up_other_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_normal(dir.path());
+    let held = store.record_execution("held", "a1", None, &succeeded(1));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let other = store.clone();
+    let written =
+        tokio::spawn(async move { other.record_execution("other", "a1", None, &succeeded(1)).await });
+    tokio::time::timeout(Duration::from_secs(10), written)
+        .await
+        .expect("a write behind an unpolled ack was held up")
+        .unwrap()
+        .unwrap();
+    let check = raw(dir.path());
+    let committed: i64 = check
+        .query_row("SELECT COUNT(*) FROM executions", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(committed, 2, "both writes share the commit the thread made");
+    // The held ack resolves at once: its write is already committed.
+    held.await.unwrap();
+}

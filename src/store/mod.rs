@@ -405,7 +405,9 @@ impl OpenOptions {
 /// nobody committing carries the commit itself: it yields once (so that the
 /// writes of the tasks that run in between join the batch), then commits on
 /// its second poll, on the caller's thread. Dropped before that, it commits
-/// in its drop.
+/// in its drop. Left unpolled for over a millisecond, its duty lapses: the
+/// next write hands the queue to the committer thread, so an idle ack never
+/// holds up other callers' writes.
 pub struct WriteAck<T = ()> {
     state: AckState<T>,
     /// The duty to commit, when this write found nobody committing: done on

@@ -148,26 +148,42 @@ struct Queue {
     /// Until when the committer thread leads: set whenever writes arrive while
     /// a batch commits.
     contended_until: Option<Instant>,
+    /// The leader duty given to a caller and not taken up yet: its number, and
+    /// since when. A write that finds it stale hands the queue to the thread,
+    /// so that an ack left unpolled holds nobody else's writes for long.
+    pending: Option<(u64, Instant)>,
+    next_leader: u64,
 }
+
+/// How long a caller's leader duty may wait to be taken up before another
+/// write hands the queue to the committer thread.
+const STALE_LEADER: Duration = Duration::from_millis(1);
 
 /// The duty to commit the queue, given to the caller whose write found nobody
 /// leading. Whoever holds it must [`lead`](Leader::lead) or
-/// [`hand_off`](Leader::hand_off); dropping it leads.
-pub(crate) struct Leader(Option<Arc<Committer>>);
+/// [`hand_off`](Leader::hand_off); dropping it leads. Left too long, it lapses
+/// (see [`STALE_LEADER`]) and the committer thread commits instead.
+pub(crate) struct Leader(Option<(Arc<Committer>, u64)>);
 
 impl Leader {
     /// Commit, on this thread, what is queued (up to [`INLINE_ROUNDS`]
     /// batches; the committer thread takes the rest).
     pub(crate) fn lead(mut self) {
-        if let Some(committer) = self.0.take() {
-            committer.lead(Some(INLINE_ROUNDS));
+        if let Some((committer, id)) = self.0.take() {
+            // A statement of its own: the queue's guard is released here.
+            let stands = committer.take_up(id).is_some();
+            if stands {
+                committer.lead(Some(INLINE_ROUNDS));
+            }
         }
     }
 
     /// Let the committer thread commit (or lead here, if the store is closed).
     pub(crate) fn hand_off(mut self) {
-        if let Some(committer) = self.0.take() {
-            let queue = lock(&committer.queue);
+        if let Some((committer, id)) = self.0.take() {
+            let Some(queue) = committer.take_up(id) else {
+                return;
+            };
             if queue.closed {
                 drop(queue);
                 committer.lead(None);
@@ -180,8 +196,12 @@ impl Leader {
 
 impl Drop for Leader {
     fn drop(&mut self) {
-        if let Some(committer) = self.0.take() {
-            committer.lead(Some(INLINE_ROUNDS));
+        if let Some((committer, id)) = self.0.take() {
+            // A statement of its own: the queue's guard is released here.
+            let stands = committer.take_up(id).is_some();
+            if stands {
+                committer.lead(Some(INLINE_ROUNDS));
+            }
         }
     }
 }
@@ -207,6 +227,8 @@ impl Committer {
                 thread_turn: false,
                 closed: false,
                 contended_until: None,
+                pending: None,
+                next_leader: 0,
             }),
             turn: Condvar::new(),
             writer: Mutex::new(writer),
@@ -229,6 +251,14 @@ impl Committer {
         }
         queue.ops.extend(ops);
         if queue.leading {
+            if queue
+                .pending
+                .is_some_and(|(_, since)| since.elapsed() >= STALE_LEADER)
+            {
+                // Its holder has not come back to commit: the thread does.
+                queue.pending = None;
+                self.hand_to_thread(queue);
+            }
             return Ok(None);
         }
         queue.leading = true;
@@ -239,7 +269,23 @@ impl Committer {
             self.hand_to_thread(queue);
             return Ok(None);
         }
-        Ok(Some(Leader(Some(Arc::clone(self)))))
+        let id = queue.next_leader;
+        queue.next_leader = id.wrapping_add(1);
+        queue.pending = Some((id, Instant::now()));
+        Ok(Some(Leader(Some((Arc::clone(self), id)))))
+    }
+
+    /// The queue, if leader `id`'s duty still stands (it has not lapsed); the
+    /// duty is then taken up.
+    fn take_up(&self, id: u64) -> Option<std::sync::MutexGuard<'_, Queue>> {
+        let mut queue = lock(&self.queue);
+        match queue.pending {
+            Some((pending, _)) if pending == id => {
+                queue.pending = None;
+                Some(queue)
+            }
+            _ => None,
+        }
     }
 
     fn hand_to_thread(&self, mut queue: std::sync::MutexGuard<'_, Queue>) {
