@@ -19,8 +19,8 @@ use crate::store::Outcome;
 pub struct LiveExecution {
     agent_id: String,
     cancel: CancellationToken,
-    /// Its agent finished within the first poll: what is left (recording it,
-    /// answering) is short, and done on the connection's task.
+    /// Its run ended within the first poll (`Unannounced::Instant`): what is
+    /// left (recording it, answering) is short, and done on the connection's task.
     instant: std::sync::atomic::AtomicBool,
     /// Every event so far and the channel for the next ones, under one lock so
     /// that a follower neither misses nor repeats one.
@@ -135,6 +135,9 @@ pub(crate) async fn start(shared: &Arc<Shared>, conn: &Arc<ConnState>, request: 
                 return;
             }
         };
+        if matches!(unannounced, Unannounced::Instant(_)) {
+            live.instant.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let label = match &outcome {
             Outcome::Succeeded { .. } => ExecutionOutcome::Succeeded,
             Outcome::Failed {
@@ -165,29 +168,23 @@ pub(crate) async fn start(shared: &Arc<Shared>, conn: &Arc<ConnState>, request: 
                 }
                 response(&request, &execution_id, outcome)
             }
-            Unannounced::AfterStart(start, messages) => {
+            unannounced => {
                 let response = response(&request, &execution_id, outcome.clone());
                 // Queued before waiting for the start's commit, so that both
                 // may share a commit.
                 let complete = store.complete_execution(&execution_id, outcome);
-                if let Err(e) = start.await {
-                    let error = start_failed(e);
-                    conn.outbox.send(&ServerMessage::error(error)).await;
-                    return;
-                }
-                for message in messages {
-                    conn.outbox.send(&message).await;
+                if let Unannounced::AfterStart(start, messages) = unannounced {
+                    if let Err(e) = start.await {
+                        let error = start_failed(e);
+                        conn.outbox.send(&ServerMessage::error(error)).await;
+                        return;
+                    }
+                    for message in messages {
+                        conn.outbox.send(&message).await;
+                    }
                 }
                 // Durable before it is announced.
                 if let Err(e) = complete.await {
-                    tracing::error!(%execution_id, "could not record the execution's completion: {e}");
-                }
-                response
-            }
-            Unannounced::Nothing => {
-                let response = response(&request, &execution_id, outcome.clone());
-                // Durable before it is announced.
-                if let Err(e) = store.complete_execution(&execution_id, outcome).await {
                     tracing::error!(%execution_id, "could not record the execution's completion: {e}");
                 }
                 response
@@ -283,7 +280,6 @@ async fn run(
         messages
     };
     let Some(agent) = shared.agent(&request.agent_id) else {
-        live.instant.store(true, std::sync::atomic::Ordering::Relaxed);
         return Ok(Run {
             outcome: Outcome::Failed {
                 results: Vec::new(),
@@ -335,7 +331,6 @@ async fn run(
     let mut start = None;
     let finished = if let std::task::Poll::Ready(result) = first {
         persist_progress = false;
-        live.instant.store(true, std::sync::atomic::Ordering::Relaxed);
         result
     } else {
         let start = start.insert(queue_start());

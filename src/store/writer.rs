@@ -168,14 +168,9 @@ pub(crate) struct Leader(Option<(Arc<Committer>, u64)>);
 impl Leader {
     /// Commit, on this thread, what is queued (up to [`INLINE_ROUNDS`]
     /// batches; the committer thread takes the rest).
-    pub(crate) fn lead(mut self) {
-        if let Some((committer, id)) = self.0.take() {
-            // A statement of its own: the queue's guard is released here.
-            let stands = committer.take_up(id).is_some();
-            if stands {
-                committer.lead(Some(INLINE_ROUNDS));
-            }
-        }
+    pub(crate) fn lead(self) {
+        // Dropping leads.
+        drop(self);
     }
 
     /// Let the committer thread commit (or lead here, if the store is closed).
