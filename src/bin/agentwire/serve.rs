@@ -108,13 +108,16 @@ async fn serve(args: Args) -> Result<(), String> {
     for definition in definitions {
         server.add_agent(definition).await.map_err(|e| e.to_string())?;
     }
+    // Armed before the server says it listens: a SIGTERM from whoever saw
+    // that line must drain, not kill with the default action.
+    let mut signals = Signals::arm();
     println!("agentwire listening on ws://{}", server.local_addr());
     let (first, shutdown) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
-        signal().await;
+        signals.recv().await;
         tracing::info!("signal received: draining (a second signal exits at once)");
         let _ = first.send(());
-        signal().await;
+        signals.recv().await;
         eprintln!("agentwire serve: second signal, exiting now");
         std::process::exit(130);
     });
@@ -126,25 +129,41 @@ async fn serve(args: Args) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// Ctrl-C or SIGTERM.
-async fn signal() {
+/// Ctrl-C and SIGTERM. On Unix the handlers are installed when this is
+/// created, not when it is first awaited.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
+    streams: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Signals {
+    fn arm() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let streams = signal(SignalKind::interrupt())
+                .and_then(|interrupt| Ok((interrupt, signal(SignalKind::terminate())?)));
+            if let Err(e) = &streams {
+                tracing::warn!("cannot install the signal handlers: {e}; only Ctrl-C stops the server");
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+            Signals {
+                streams: streams.ok(),
             }
         }
+        #[cfg(not(unix))]
+        Signals {}
     }
-    #[cfg(not(unix))]
-    {
+
+    /// The next Ctrl-C or SIGTERM.
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some((interrupt, term)) = &mut self.streams {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
         let _ = tokio::signal::ctrl_c().await;
     }
 }
