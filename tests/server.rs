@@ -328,3 +328,86 @@ async fn a_follow_does_not_hold_up_the_connection_and_a_close_is_answered_at_onc
     .await;
     assert_eq!(answered, Ok(true), "no close reply within 2 s");
 }
+
+/// Connections spread over I/O threads (and on the caller's runtime, with
+/// none) still share everything: an execution started on one is followed
+/// from another, and one chat step reaches every connection on the agent.
+#[tokio::test]
+async fn connections_on_different_io_threads_share_executions_and_chat_rooms() {
+    for io_threads in [0, 3] {
+        let server = common::server::start_custom(
+            |c| {
+                c.io_threads = io_threads;
+                // The slow execution is cancelled at once on shutdown.
+                c.shutdown_grace = Duration::ZERO;
+            },
+            AGENTS,
+            |_| {},
+        )
+        .await;
+        // Round robin: with three threads, four connections use all of them.
+        let mut conns = Vec::new();
+        for _ in 0..4 {
+            conns.push(connect(&server.url).await);
+        }
+        // Serving by now: the threads are up.
+        #[cfg(target_os = "linux")]
+        {
+            let names: Vec<String> = std::fs::read_dir("/proc/self/task")
+                .unwrap()
+                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                .collect();
+            let running = (0..io_threads).all(|n| {
+                names
+                    .iter()
+                    .any(|name| name.trim() == format!("agentwire-io-{n}"))
+            });
+            assert!(running, "{io_threads} I/O threads expected, threads: {names:?}");
+        }
+        send(&mut conns[0], r#"{"type":"execute","agent_id":"slow"}"#).await;
+        let ExecutionResponse::Started(started) = response(recv(&mut conns[0]).await) else {
+            panic!("no started")
+        };
+        let id = started.execution_id.unwrap();
+        for ws in &mut conns[1..] {
+            send(
+                ws,
+                &format!(r#"{{"type":"get_execution","execution_id":"{id}"}}"#),
+            )
+            .await;
+            assert!(!response(recv(ws).await).is_completed());
+            send(ws, r#"{"type":"execute","agent_id":"instant"}"#).await;
+            let _ = recv(ws).await;
+            assert!(response(recv(ws).await).is_completed());
+        }
+        send(
+            &mut conns[0],
+            r#"{"type":"command","command":"create_agent","config":{"name":"room"}}"#,
+        )
+        .await;
+        assert!(matches!(
+            recv(&mut conns[0]).await,
+            ServerMessage::CommandResponse(_)
+        ));
+        for ws in &mut conns[1..] {
+            send(ws, r#"{"type":"command","command":"load_agent","name":"room"}"#).await;
+            assert!(matches!(recv(ws).await, ServerMessage::CommandResponse(_)));
+        }
+        send(&mut conns[3], r#"{"type":"user_message","message":"hello"}"#).await;
+        for ws in &mut conns {
+            loop {
+                match recv(ws).await {
+                    ServerMessage::AgentResponseEnd(_) => break,
+                    ServerMessage::AgentResponseStart(_) | ServerMessage::AgentResponse(_) => {}
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+        drop(conns);
+        server.stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(20), server.task)
+            .await
+            .expect("the server stops")
+            .unwrap();
+    }
+}

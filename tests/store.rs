@@ -720,3 +720,44 @@ async fn an_unpolled_ack_does_not_hold_up_other_writes() {
     // The held ack resolves at once: its write is already committed.
     held.await.unwrap();
 }
+
+/// A new file gets 1 KiB pages (a commit writes every page it touches whole
+/// to the WAL); a file made with other pages keeps them and works as before.
+#[tokio::test]
+async fn new_files_get_small_pages_and_old_files_keep_theirs() {
+    let page_size = |dir: &Path| -> i64 {
+        raw(dir)
+            .query_row("PRAGMA page_size", [], |row| row.get(0))
+            .unwrap()
+    };
+
+    let new = tempfile::tempdir().unwrap();
+    let (store, _) = open(new.path());
+    store.start_execution("e1", "a1", None).await.unwrap();
+    drop(store);
+    assert_eq!(page_size(new.path()), 1024);
+
+    let old = tempfile::tempdir().unwrap();
+    {
+        let conn = raw(old.path());
+        conn.pragma_update(None, "page_size", 4096).unwrap();
+        conn.execute_batch("CREATE TABLE made_before (x)").unwrap();
+    }
+    let (store, _) = open(old.path());
+    store.start_execution("e1", "a1", None).await.unwrap();
+    let results: Vec<ActionResult> = (1..=50).map(action).collect();
+    store
+        .complete_execution(
+            "e1",
+            Outcome::Succeeded {
+                results: results.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    let record = store.get_execution("e1").await.unwrap().expect("stored");
+    assert_eq!(record.status, ExecutionStatus::Succeeded);
+    assert_eq!(record.results, results);
+    drop(store);
+    assert_eq!(page_size(old.path()), 4096);
+}

@@ -1,6 +1,7 @@
 //! The reference server: both message families on one WebSocket endpoint.
 //!
 //! - [`Server`]: the accept loop and shared state (agents, live executions, chat rooms);
+//! - `shard`: the I/O threads the accepted connections are spread over;
 //! - `connection`: one client's frames in and out;
 //! - `execute`: `websocket_execution`/`execute`, `cancel`, `get_execution`;
 //! - `chat`: `command` and `user_message`;
@@ -12,6 +13,7 @@ mod connection;
 mod execute;
 mod http;
 mod metrics;
+mod shard;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -19,7 +21,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
@@ -79,6 +81,11 @@ pub struct ServerConfig {
     /// The initial read buffer of a connection, in bytes (it grows for larger
     /// messages). Small keeps idle connections cheap. Default 1 KiB.
     pub read_buffer_bytes: usize,
+    /// How many threads serve connections, each running its own
+    /// single-threaded Tokio runtime; a connection and the tasks it starts
+    /// stay on one. 0 serves them on the runtime that calls
+    /// [`Server::serve`]. Default: one per core.
+    pub io_threads: usize,
 }
 
 impl Default for ServerConfig {
@@ -97,6 +104,7 @@ impl Default for ServerConfig {
             allowed_origins: Vec::new(),
             shutdown_grace: Duration::from_secs(10),
             read_buffer_bytes: 1024,
+            io_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             durability: Durability::Normal,
         }
     }
@@ -349,6 +357,8 @@ impl Server {
         tracing::info!(addr = %self.local_addr(), "agentwire listening");
         let Server { listener, shared } = self;
         let tasks = TaskTracker::new();
+        let shards = shard::Shards::start(shared.config.io_threads)
+            .map_err(|e| ServerError(format!("cannot start the I/O threads: {e}")))?;
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -361,14 +371,25 @@ impl Server {
                         // fields formatted and stored) costs an idle
                         // connection about 1.2 KiB.
                         let span = tracing::debug_span!("connection", id, %peer);
-                        tasks.spawn(
+                        let stream = match stream.into_std() {
+                            Ok(stream) => stream,
+                            Err(e) => {
+                                tracing::warn!("cannot hand a connection over: {e}");
+                                continue;
+                            }
+                        };
+                        shards.next().spawn(tasks.track_future(
                             async move {
+                                let stream = match TcpStream::from_std(stream) {
+                                    Ok(stream) => stream,
+                                    Err(e) => return tracing::warn!("cannot register a connection: {e}"),
+                                };
                                 if let Err(e) = connection::serve(shared, stream).await {
                                     tracing::debug!("connection ended: {e}");
                                 }
                             }
                             .instrument(span),
-                        );
+                        ));
                     }
                     Err(e) => {
                         // Out of file descriptors, most likely: back off instead of spinning.
@@ -406,6 +427,7 @@ impl Server {
         {
             tracing::warn!("some connections did not close within 5 s");
         }
+        shards.stop().await;
         shared
             .store
             .flush()
