@@ -388,6 +388,7 @@ async fn session(
         };
         let Some(frame) = frame else { break };
         last_seen = Instant::now();
+        super::shard::frame_received(Arc::as_ptr(&conn) as usize, last_seen);
         let frame = match frame {
             Ok(frame) => frame,
             Err(e) => {

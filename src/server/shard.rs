@@ -4,11 +4,72 @@
 //! A connection's tasks (its reader, its writer, its executions) stay on one
 //! thread, so the messages of a round trip never cross threads, and a thread
 //! with nothing to do waits in `epoll` instead of handing work to another.
+//!
+//! A thread that serves one lone active connection polls for a while after
+//! each message instead of sleeping at once (see [`frame_received`]): on a
+//! virtual machine, waking a sleeping thread on an idle CPU costs tens of
+//! microseconds, the larger part of a lone client's round trip. Once two
+//! connections or more are active on the thread it never polls: the CPU then
+//! does more good serving them than spinning.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::Cell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
+use futures_util::task::AtomicWaker;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
+
+/// How long a thread polls after its lone connection's last message.
+const POLL_FOR: Duration = Duration::from_micros(200);
+
+/// How long after a message from another connection the thread counts as
+/// serving more than one.
+const OTHERS_FOR: Duration = Duration::from_millis(2);
+
+/// What the thread's connections last did; read by the thread's poller.
+#[derive(Clone, Copy)]
+struct Activity {
+    /// When the last message arrived, and on which connection.
+    last: Option<(Instant, usize)>,
+    /// When a message arrived on another connection than the one before it.
+    switched: Option<Instant>,
+}
+
+thread_local! {
+    static ACTIVITY: Cell<Activity> = const { Cell::new(Activity { last: None, switched: None }) };
+}
+
+/// Note that a message arrived on `connection` (any id unique among the
+/// thread's live connections) at `now`.
+pub(crate) fn frame_received(connection: usize, now: Instant) {
+    ACTIVITY.with(|activity| {
+        let mut a = activity.get();
+        if a.last.is_some_and(|(_, last)| last != connection) {
+            a.switched = Some(now);
+        }
+        a.last = Some((now, connection));
+        activity.set(a);
+    });
+}
+
+/// Whether this thread should poll rather than sleep: one connection is
+/// active on it, and its last message is recent.
+fn lone_and_recent(now: Instant) -> bool {
+    let a = ACTIVITY.with(Cell::get);
+    let recent = a.last.is_some_and(|(at, _)| now.duration_since(at) < POLL_FOR);
+    let others = a.switched.is_some_and(|at| now.duration_since(at) < OTHERS_FOR);
+    recent && !others
+}
+
+/// Set when the thread wakes from sleep; wakes the poller.
+#[derive(Default)]
+struct Unparked {
+    flag: AtomicBool,
+    waker: AtomicWaker,
+}
 
 /// The running I/O threads.
 pub(crate) struct Shards {
@@ -26,15 +87,28 @@ impl Shards {
         let mut handles = Vec::new();
         let mut threads = Vec::new();
         for n in 0..count {
+            let unparked = Arc::new(Unparked::default());
+            let on_unpark = unparked.clone();
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
+                .on_thread_unpark(move || {
+                    on_unpark.flag.store(true, Ordering::Relaxed);
+                    on_unpark.waker.wake();
+                })
                 .build()?;
             handles.push(runtime.handle().clone());
             let stop = stop.clone();
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("agentwire-io-{n}"))
-                    .spawn(move || runtime.block_on(stop.cancelled()))?,
+                    .spawn(move || {
+                        runtime.block_on(async {
+                            tokio::select! {
+                                _ = stop.cancelled() => {}
+                                _ = poll_while_lone(&unparked) => {}
+                            }
+                        })
+                    })?,
             );
         }
         Ok(Shards {
@@ -62,6 +136,29 @@ impl Shards {
         let _ = tokio::task::spawn_blocking(move || {
             for thread in threads {
                 let _ = thread.join();
+            }
+        })
+        .await;
+    }
+}
+
+/// The thread's poller: each time the thread wakes, while one connection is
+/// active and its last message is recent, keep the runtime from sleeping. A
+/// task that yields makes the runtime look at its sockets without blocking
+/// (`epoll_wait` with no timeout) before it runs the task again; the OS
+/// thread yields too, so another thread that needs this CPU gets it.
+async fn poll_while_lone(unparked: &Unparked) {
+    loop {
+        while lone_and_recent(Instant::now()) {
+            std::thread::yield_now();
+            tokio::task::yield_now().await;
+        }
+        std::future::poll_fn(|cx| {
+            unparked.waker.register(cx.waker());
+            if unparked.flag.swap(false, Ordering::Relaxed) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
             }
         })
         .await;

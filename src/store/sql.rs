@@ -165,7 +165,7 @@ pub(crate) fn spawn_checkpointer(
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stopping = stop.clone();
     let handle = std::thread::Builder::new()
-        .name("agentwire-store-checkpoint".to_owned())
+        .name("agentwire-ckpt".to_owned())
         .spawn(move || {
             // PASSIVE never waits for the writer, but under a steady stream of
             // commits it never catches up either, and the WAL only restarts

@@ -53,9 +53,9 @@ pub struct Args {
     /// Seconds between keepalive pings to an idle connection.
     #[arg(long, default_value_t = ServerConfig::default().keepalive_interval.as_secs())]
     keepalive_secs: u64,
-    /// Threads serving connections, each with its own single-threaded runtime
-    /// [default: one per core].
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    /// Threads serving connections, each with its own single-threaded runtime;
+    /// 0 serves them on the main multi-threaded runtime [default: one per core].
+    #[arg(long)]
     io_threads: Option<u16>,
     /// On shutdown, seconds running executions get to finish before they are cancelled.
     #[arg(long, default_value_t = ServerConfig::default().shutdown_grace.as_secs())]
