@@ -709,7 +709,7 @@ impl Store {
         let committer = Arc::new(Committer::new(writer, inline, options.max_batch));
         let thread = Arc::clone(&committer);
         let handle = std::thread::Builder::new()
-            .name("agentwire-commit".to_owned())
+            .name("agentwire-store".to_owned())
             .spawn(move || thread.run_thread())
             .map_err(|e| StoreError::Open {
                 path: path.to_owned(),
