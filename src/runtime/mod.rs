@@ -197,6 +197,11 @@ impl AgentMemory for InMemoryMemory {
 /// is over. Cancellation is by dropping the returned future: an implementation
 /// must stop promptly when dropped and leave nothing running behind (no child
 /// process, no detached task still acting for the agent).
+///
+/// The server polls the returned future on the I/O thread of the connection
+/// that started it (see `ServerConfig::io_threads`), beside that thread's
+/// other connections: long computations or blocking calls belong in
+/// `tokio::task::spawn_blocking`, not in the future itself.
 pub trait AgentRuntime: Send + Sync + 'static {
     /// The runtime's name on the wire (`AgentInfo.runtime`): `scripted`,
     /// `process`, …

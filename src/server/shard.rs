@@ -164,3 +164,36 @@ async fn poll_while_lone(unparked: &Unparked) {
         .await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polls_only_for_a_lone_connection_and_only_after_a_recent_message() {
+        // A fresh thread: its own activity.
+        std::thread::spawn(|| {
+            let t0 = Instant::now();
+            assert!(!lone_and_recent(t0), "nothing arrived yet");
+            frame_received(1, t0);
+            assert!(lone_and_recent(t0 + Duration::from_micros(50)));
+            assert!(!lone_and_recent(t0 + POLL_FOR), "the last message is too old");
+            // The same connection again: still lone.
+            let t1 = t0 + Duration::from_millis(1);
+            frame_received(1, t1);
+            assert!(lone_and_recent(t1));
+            // Another connection: no polling while both are active...
+            let t2 = t1 + Duration::from_micros(10);
+            frame_received(2, t2);
+            assert!(!lone_and_recent(t2));
+            frame_received(2, t2 + Duration::from_millis(1));
+            assert!(!lone_and_recent(t2 + Duration::from_millis(1)));
+            // ...and again once the other has been quiet long enough.
+            let t3 = t2 + OTHERS_FOR;
+            frame_received(2, t3);
+            assert!(lone_and_recent(t3));
+        })
+        .join()
+        .unwrap();
+    }
+}
