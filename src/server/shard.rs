@@ -83,9 +83,13 @@ impl Shards {
     /// Start `count` threads; with none, connections are served on the
     /// caller's runtime.
     pub fn start(count: usize) -> std::io::Result<Shards> {
-        let stop = CancellationToken::new();
-        let mut handles = Vec::new();
-        let mut threads = Vec::new();
+        // Dropped on an error here, it stops the threads already started.
+        let mut shards = Shards {
+            handles: Vec::new(),
+            threads: Vec::new(),
+            next: AtomicUsize::new(0),
+            stop: CancellationToken::new(),
+        };
         for n in 0..count {
             let unparked = Arc::new(Unparked::default());
             let on_unpark = unparked.clone();
@@ -96,9 +100,9 @@ impl Shards {
                     on_unpark.waker.wake();
                 })
                 .build()?;
-            handles.push(runtime.handle().clone());
-            let stop = stop.clone();
-            threads.push(
+            shards.handles.push(runtime.handle().clone());
+            let stop = shards.stop.clone();
+            shards.threads.push(
                 std::thread::Builder::new()
                     .name(format!("agentwire-io-{n}"))
                     .spawn(move || {
@@ -111,12 +115,7 @@ impl Shards {
                     })?,
             );
         }
-        Ok(Shards {
-            handles,
-            threads,
-            next: AtomicUsize::new(0),
-            stop,
-        })
+        Ok(shards)
     }
 
     /// The runtime the next connection goes to (round robin): an I/O
@@ -130,15 +129,23 @@ impl Shards {
     }
 
     /// Stop the threads (dropping whatever tasks remain) and wait for them.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         self.stop.cancel();
-        let threads = self.threads;
+        let threads = std::mem::take(&mut self.threads);
         let _ = tokio::task::spawn_blocking(move || {
             for thread in threads {
                 let _ = thread.join();
             }
         })
         .await;
+    }
+}
+
+impl Drop for Shards {
+    /// Stops the threads without waiting for them: a `serve` future dropped
+    /// before its end leaves no thread behind.
+    fn drop(&mut self) {
+        self.stop.cancel();
     }
 }
 
