@@ -53,10 +53,10 @@ pub struct Args {
     /// Seconds between keepalive pings to an idle connection.
     #[arg(long, default_value_t = ServerConfig::default().keepalive_interval.as_secs())]
     keepalive_secs: u64,
-    /// Threads serving connections, each with its own single-threaded runtime;
-    /// 0 serves them on the main multi-threaded runtime [default: one per core].
-    #[arg(long)]
-    io_threads: Option<u16>,
+    /// Threads serving connections, each with its own single-threaded runtime
+    /// (default: one per core); 0 serves them on the main multi-threaded runtime.
+    #[arg(long, default_value_t = ServerConfig::default().io_threads)]
+    io_threads: usize,
     /// On shutdown, seconds running executions get to finish before they are cancelled.
     #[arg(long, default_value_t = ServerConfig::default().shutdown_grace.as_secs())]
     grace_secs: u64,
@@ -99,9 +99,7 @@ async fn serve(args: Args) -> Result<(), String> {
     config.messages_per_second = args.rate_limit;
     config.keepalive_interval = Duration::from_secs(args.keepalive_secs.max(1));
     config.shutdown_grace = Duration::from_secs(args.grace_secs);
-    if let Some(threads) = args.io_threads {
-        config.io_threads = usize::from(threads);
-    }
+    config.io_threads = args.io_threads;
     if !args.insecure {
         config.check_exposure()?;
     }
