@@ -18,6 +18,35 @@ pub(crate) const SCHEMA_VERSION: i64 = 1;
 /// How long a connection waits for a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a connection that meets a lock sleeps before its next try: 100 µs
+/// for its first [`BUSY_FAST_TRIES`] tries, then 1 ms, until about
+/// [`BUSY_TIMEOUT`] has passed (`None`: give up).
+fn busy_sleep(tries: i32) -> Option<Duration> {
+    const FAST: Duration = Duration::from_micros(100);
+    const SLOW: Duration = Duration::from_millis(1);
+    let tries = u32::try_from(tries).unwrap_or(0);
+    if tries < BUSY_FAST_TRIES {
+        return Some(FAST);
+    }
+    let waited = FAST * BUSY_FAST_TRIES + SLOW * (tries - BUSY_FAST_TRIES);
+    (waited < BUSY_TIMEOUT).then_some(SLOW)
+}
+
+const BUSY_FAST_TRIES: u32 = 100;
+
+/// Wait for locks as [`busy_sleep`] says.
+///
+/// SQLite's own busy handler (`busy_timeout`) sleeps 1, 2, 5, 10, 15… ms
+/// between tries. The writer meets a lock when the checkpointer restarts the
+/// WAL, which holds it for a few milliseconds: with those sleeps a commit
+/// could wait 18 ms for a lock freed after 9.
+fn wait_when_busy(conn: &mut Connection) -> rusqlite::Result<()> {
+    fn retry(tries: i32) -> bool {
+        busy_sleep(tries).map(std::thread::sleep).is_some()
+    }
+    conn.busy_handler(Some(retry))
+}
+
 /// The `error` text of an execution found `running` when the store was opened.
 pub(crate) const INTERRUPTED_MESSAGE: &str = "The server stopped while the execution was running";
 
@@ -82,12 +111,12 @@ pub(crate) fn open_writer(
         path: path.to_owned(),
         message: e.to_string(),
     };
-    let conn = if in_memory {
+    let mut conn = if in_memory {
         Connection::open_in_memory().map_err(open_err)?
     } else {
         Connection::open(path).map_err(open_err)?
     };
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+    wait_when_busy(&mut conn).map_err(open_err)?;
     if !in_memory {
         // A new database's page size (an existing one keeps its own). Every
         // commit writes each page it touched to the WAL whole, and a commit
@@ -155,9 +184,8 @@ pub(crate) fn spawn_checkpointer(
         path: path.to_owned(),
         message,
     };
-    let conn = Connection::open(path).map_err(|e| open_err(e.to_string()))?;
-    conn.busy_timeout(BUSY_TIMEOUT)
-        .map_err(|e| open_err(e.to_string()))?;
+    let mut conn = Connection::open(path).map_err(|e| open_err(e.to_string()))?;
+    wait_when_busy(&mut conn).map_err(|e| open_err(e.to_string()))?;
     let page_size: i64 = conn
         .pragma_query_value(None, "page_size", |row| row.get(0))
         .map_err(|e| open_err(e.to_string()))?;
@@ -205,8 +233,8 @@ pub(crate) fn open_reader(path: &str) -> Result<Connection, StoreError> {
     };
     let flags =
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+    let mut conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
+    wait_when_busy(&mut conn).map_err(open_err)?;
     conn.pragma_update(None, "query_only", true).map_err(open_err)?;
     Ok(conn)
 }
@@ -500,4 +528,26 @@ pub(crate) fn memory_get(conn: &Connection, agent_id: &str, key: &str) -> Result
         .optional()?;
     text.map(|text| json(&text, &format!("memory {key} of agent {agent_id}")))
         .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_connection_tries_again_every_100_us_then_every_ms_for_about_the_timeout() {
+        assert_eq!(busy_sleep(0), Some(Duration::from_micros(100)));
+        assert_eq!(busy_sleep(99), Some(Duration::from_micros(100)));
+        assert_eq!(busy_sleep(100), Some(Duration::from_millis(1)));
+        let mut waited = Duration::ZERO;
+        let mut tries = 0;
+        while let Some(sleep) = busy_sleep(tries) {
+            waited += sleep;
+            tries += 1;
+        }
+        assert!(
+            waited >= BUSY_TIMEOUT && waited <= BUSY_TIMEOUT + Duration::from_millis(1),
+            "gives up after {waited:?}"
+        );
+    }
 }
