@@ -9,7 +9,7 @@
 //!
 //! - `exec`: N connections send execute requests back to back (formats 1, 2, 3
 //!   in rotation), each waiting for its `completed`; prints executions/s and
-//!   p50/p99/max latency, and counts protocol violations.
+//!   p50/p90/p99/p99.9/max latency, and counts protocol violations.
 //! - `idle`: holds N connections open and reads the server's memory from
 //!   `/proc/<pid>/status` before and after.
 //! - `fanout`: M connections attach to one chat agent; one sends
@@ -491,7 +491,7 @@ async fn exec(args: ExecArgs) -> Result<bool, String> {
     };
     latencies.sort_unstable();
     let rate = completed as f64 / elapsed.as_secs_f64();
-    let (p50, p99) = (quantile_us(&latencies, 0.50), quantile_us(&latencies, 0.99));
+    let [p50, p90, p99, p999] = [0.50, 0.90, 0.99, 0.999].map(|q| quantile_us(&latencies, q));
     let max = latencies.last().map_or(0.0, |&ns| f64::from(ns) / 1000.0);
     let formats: Vec<String> = args.formats.iter().map(u8::to_string).collect();
 
@@ -505,7 +505,7 @@ async fn exec(args: ExecArgs) -> Result<bool, String> {
     );
     println!("executions: {completed} ({rate:.0}/s)");
     println!(
-        "latency: p50 {p50:.1} us, p99 {p99:.1} us, max {max:.1} us ({} samples)",
+        "latency: p50 {p50:.1} us, p90 {p90:.1} us, p99 {p99:.1} us, p99.9 {p999:.1} us, max {max:.1} us ({} samples)",
         latencies.len()
     );
     print_cores(server_cores, own_cores);
@@ -523,7 +523,9 @@ async fn exec(args: ExecArgs) -> Result<bool, String> {
             "executions": completed,
             "per_sec": rate,
             "p50_us": p50,
+            "p90_us": p90,
             "p99_us": p99,
+            "p999_us": p999,
             "max_us": max,
             "server_cores": server_cores,
             "loadgen_cores": own_cores,
