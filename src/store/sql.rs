@@ -18,6 +18,11 @@ pub(crate) const SCHEMA_VERSION: i64 = 1;
 /// How long a connection waits for a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How many times a connection that meets a lock tries again after 100 µs
+/// (then after 1 ms): about 10 ms of quick tries, longer than a WAL restart holds
+/// the lock.
+const BUSY_FAST_TRIES: u32 = 100;
+
 /// How long a connection that meets a lock sleeps before its next try: 100 µs
 /// for its first [`BUSY_FAST_TRIES`] tries, then 1 ms, until about
 /// [`BUSY_TIMEOUT`] has passed (`None`: give up).
@@ -31,8 +36,6 @@ fn busy_sleep(tries: i32) -> Option<Duration> {
     let waited = FAST * BUSY_FAST_TRIES + SLOW * (tries - BUSY_FAST_TRIES);
     (waited < BUSY_TIMEOUT).then_some(SLOW)
 }
-
-const BUSY_FAST_TRIES: u32 = 100;
 
 /// Wait for locks as [`busy_sleep`] says.
 ///
