@@ -517,6 +517,13 @@ mod tests {
         Outgoing::Text(Utf8Bytes::from(n.to_string()))
     }
 
+    /// Fill the outbox to capacity with the frames "0", "1", …
+    async fn fill(outbox: &Outbox) {
+        for n in 0..OUTBOX_CAPACITY {
+            assert!(outbox.send_frame(text(n)).await);
+        }
+    }
+
     fn texts(items: VecDeque<Outgoing>) -> Vec<String> {
         items
             .into_iter()
@@ -543,9 +550,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_outbox_holds_senders_until_the_writer_takes() {
         let outbox = Outbox::new();
-        for n in 0..OUTBOX_CAPACITY {
-            assert!(outbox.send_frame(text(n)).await);
-        }
+        fill(&outbox).await;
         let sender = outbox.clone();
         let blocked = tokio::spawn(async move { sender.send_frame(text(OUTBOX_CAPACITY)).await });
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -559,9 +564,7 @@ mod tests {
     #[tokio::test]
     async fn senders_fail_once_the_writer_is_gone_even_when_waiting() {
         let outbox = Outbox::new();
-        for n in 0..OUTBOX_CAPACITY {
-            assert!(outbox.send_frame(text(n)).await);
-        }
+        fill(&outbox).await;
         let sender = outbox.clone();
         let blocked = tokio::spawn(async move { sender.send_frame(text(0)).await });
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;

@@ -118,20 +118,21 @@ pub(crate) async fn start(shared: &Arc<Shared>, conn: &Arc<ConnState>, request: 
     let began = std::time::Instant::now();
     let instant = live.clone();
     let mut execution = Box::pin(async move {
-        let start_failed = |e: crate::store::StoreError| {
+        // The start could not be recorded: the client hears an error instead.
+        let start_failed = async |e: crate::store::StoreError| {
             tracing::error!(%execution_id, "could not record the execution's start: {e}");
             forget(&shared, &conn, &execution_id, request.request_id.as_deref());
-            ErrorData::new(
+            let error = ErrorData::new(
                 ErrorCode::InternalError,
                 format!("could not record the execution: {e}"),
             )
-            .with_request_id(request.request_id.clone())
+            .with_request_id(request.request_id.clone());
+            conn.outbox.send(&ServerMessage::error(error)).await;
         };
         let Run { outcome, unannounced } = match run(&shared, &conn, &request, &execution_id, &live).await {
             Ok(run) => run,
             Err(e) => {
-                let error = start_failed(e);
-                conn.outbox.send(&ServerMessage::error(error)).await;
+                start_failed(e).await;
                 return;
             }
         };
@@ -159,8 +160,7 @@ pub(crate) async fn start(shared: &Arc<Shared>, conn: &Arc<ConnState>, request: 
                     &outcome,
                 );
                 if let Err(e) = recorded.await {
-                    let error = start_failed(e);
-                    conn.outbox.send(&ServerMessage::error(error)).await;
+                    start_failed(e).await;
                     return;
                 }
                 for message in messages {
@@ -175,8 +175,7 @@ pub(crate) async fn start(shared: &Arc<Shared>, conn: &Arc<ConnState>, request: 
                 let complete = store.complete_execution(&execution_id, outcome);
                 if let Unannounced::AfterStart(start, messages) = unannounced {
                     if let Err(e) = start.await {
-                        let error = start_failed(e);
-                        conn.outbox.send(&ServerMessage::error(error)).await;
+                        start_failed(e).await;
                         return;
                     }
                     for message in messages {
