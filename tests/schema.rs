@@ -4,6 +4,7 @@
 mod common;
 
 use agentwire::codegen::{SchemaRoot, root_schema};
+use common::{errors, validator};
 use serde_json::Value;
 
 fn walk<'a>(value: &'a Value, path: String, out: &mut Vec<(String, &'a Value)>) {
@@ -129,4 +130,60 @@ fn extra_fields_are_allowed_everywhere() {
             assert!(node.get("unevaluatedProperties").is_none(), "{root:?}: {path}");
         }
     }
+}
+
+/// Whether a property's schema lets it be `null`.
+fn allows_null(property: &Value) -> bool {
+    let null_type = |schema: &Value| match schema.get("type") {
+        Some(Value::String(t)) => t == "null",
+        Some(Value::Array(types)) => types.iter().any(|t| t == "null"),
+        _ => false,
+    };
+    null_type(property)
+        || ["anyOf", "oneOf"]
+            .iter()
+            .filter_map(|k| property.get(*k).and_then(Value::as_array))
+            .flatten()
+            .any(null_type)
+}
+
+#[test]
+fn the_server_never_sends_null_for_an_omitted_field() {
+    let schema = root_schema(SchemaRoot::Server);
+    let mut nodes = Vec::new();
+    walk(&schema, String::new(), &mut nodes);
+    let mut optional = 0;
+    for (path, node) in nodes {
+        let Some(properties) = node.get("properties").and_then(Value::as_object) else {
+            continue;
+        };
+        let required = node.get("required").and_then(Value::as_array);
+        for (name, property) in properties {
+            if required.is_some_and(|r| r.iter().any(|n| n == name.as_str())) {
+                continue;
+            }
+            optional += 1;
+            assert!(!allows_null(property), "{path}/properties/{name} allows null");
+        }
+    }
+    assert!(optional >= 20, "only {optional} optional properties");
+
+    // What a validator in another language makes of it.
+    let validator = validator(SchemaRoot::Server);
+    let started = std::fs::read_to_string("schema/examples/ExecutionStarted/started.json").unwrap();
+    let mut message: Value = serde_json::from_str(&started).unwrap();
+    assert!(validator.is_valid(&message), "{}", errors(&validator, &message));
+    message["data"]["request_id"] = Value::Null;
+    assert!(!validator.is_valid(&message), "request_id: null is accepted");
+}
+
+#[test]
+fn clients_may_still_send_null_for_an_optional_field() {
+    // Leniency on input: the decoder reads `null` as absent, and the client
+    // schema says so.
+    let validator = validator(SchemaRoot::Client);
+    let execute = r#"{"type":"execute","agent_id":"a1","request_id":null}"#;
+    let message: Value = serde_json::from_str(execute).unwrap();
+    assert!(validator.is_valid(&message), "{}", errors(&validator, &message));
+    assert!(agentwire::protocol::ClientMessage::decode(execute).is_ok());
 }

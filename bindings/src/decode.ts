@@ -136,14 +136,15 @@ export function decodeActionResult(v: unknown, path = "$"): ActionResult {
     throw new Invalid(`${path}.function_name`, hasName ? "give only one of function_name and function" : "is required");
   }
   const function_name = hasName ? reqString(o, "function_name", path) : reqString(o, "function", path);
+  // `result: null` is a result (the function returned null); `error: null` is no error.
   const hasResult = Object.hasOwn(o, "result");
-  const hasError = Object.hasOwn(o, "error");
+  const error = optString(o, "error", path);
+  const hasError = error !== undefined;
   if (hasResult === hasError) {
     throw new Invalid(`${path}.result`, hasResult ? "give only one of result and error" : "one of result and error is required");
   }
   const paramsValue = field(o, "params");
   const params = paramsValue === undefined || paramsValue === null ? undefined : jsonObject(paramsValue, `${path}.params`);
-  const error = optString(o, "error", path);
   const message = optString(o, "message", path);
   return {
     function_name,

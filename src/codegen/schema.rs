@@ -69,6 +69,9 @@ pub fn root_schema(root: SchemaRoot) -> Value {
     };
     let mut defs = generator.take_definitions(true);
     name_union_members(&mut defs);
+    if root == SchemaRoot::Server {
+        defs.values_mut().for_each(no_null_when_omitted);
+    }
 
     let mut schema = Map::new();
     schema.insert(
@@ -105,6 +108,61 @@ fn bound_integers(node: &mut Value) {
         }
         Value::Array(items) => items.iter_mut().for_each(bound_integers),
         _ => {}
+    }
+}
+
+/// Take `null` out of every property the server omits when it has no value.
+///
+/// schemars lets every `Option` be `null`, but the server skips a `None`
+/// rather than writing `null` (the wire convention): a property that may be
+/// absent (not `required`) is never `null` in what the server sends. A
+/// property that is always written keeps its `null` if it has one.
+fn no_null_when_omitted(node: &mut Value) {
+    let Value::Object(map) = node else {
+        if let Value::Array(items) = node {
+            items.iter_mut().for_each(no_null_when_omitted);
+        }
+        return;
+    };
+    let required: Vec<String> = match map.get("required") {
+        Some(Value::Array(names)) => names
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    };
+    if let Some(Value::Object(properties)) = map.get_mut("properties") {
+        for (name, property) in properties.iter_mut() {
+            if !required.contains(name) {
+                forbid_null(property);
+            }
+        }
+    }
+    map.values_mut().for_each(no_null_when_omitted);
+}
+
+/// Remove `null` from one property's schema: from its `type` list, or from its
+/// `anyOf` (a lone member left is merged into the property).
+fn forbid_null(property: &mut Value) {
+    let Value::Object(map) = property else { return };
+    if let Some(Value::Array(types)) = map.get_mut("type") {
+        types.retain(|t| t != "null");
+        if types.len() == 1 {
+            let single = types.remove(0);
+            map.insert("type".into(), single);
+        }
+    }
+    if let Some(Value::Array(members)) = map.get_mut("anyOf") {
+        members.retain(|m| m.get("type").and_then(Value::as_str) != Some("null"));
+        if members.len() == 1
+            && let Some(Value::Object(member)) = members.pop()
+        {
+            map.remove("anyOf");
+            for (k, v) in member {
+                map.entry(k).or_insert(v);
+            }
+        }
     }
 }
 
