@@ -10,6 +10,10 @@
 //! - `exec`: N connections send execute requests back to back (formats 1, 2, 3
 //!   in rotation), each waiting for its `completed`; prints executions/s and
 //!   p50/p90/p99/p99.9/max latency, and counts protocol violations.
+//!
+//! With `--pid`, `exec` and `fanout` also print the cores the server and the
+//! load generator used, and how long their threads waited to run (runnable,
+//! not running: `/proc/PID/task/*/schedstat`).
 //! - `idle`: holds N connections open and reads the server's memory from
 //!   `/proc/<pid>/status` before and after.
 //! - `fanout`: M connections attach to one chat agent; one sends
@@ -59,8 +63,8 @@ struct Common {
     /// Worker threads of the load generator; 1 is a single-threaded runtime.
     #[arg(long, default_value_t = 1)]
     threads: usize,
-    /// The server's process id: its CPU time (exec, fanout) and memory (idle)
-    /// are read from /proc.
+    /// The server's process id: its CPU time and its threads' waits to run
+    /// (exec, fanout) and its memory (idle) are read from /proc.
     #[arg(long)]
     pid: Option<u32>,
     /// Append the figures as one JSON line to this file.
@@ -297,46 +301,90 @@ fn cpu_seconds(pid: &str) -> Option<f64> {
     Some(ticks as f64 / 100.0) // USER_HZ is 100 on Linux
 }
 
-/// CPU time of the server and of this process, read at two moments.
+/// How long a process's threads have waited to run: runnable, not running
+/// (the second field of `/proc/PID/task/*/schedstat`, summed), in seconds.
+/// `None` where the kernel keeps no such figures.
+fn run_delay_seconds(pid: &str) -> Option<f64> {
+    let mut nanos = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        // A thread gone between the listing and the read counts for nothing.
+        let Ok(text) = std::fs::read_to_string(task.ok()?.path().join("schedstat")) else {
+            continue;
+        };
+        nanos += text.split_whitespace().nth(1)?.parse::<u64>().ok()?;
+    }
+    Some(nanos as f64 / 1e9)
+}
+
+/// One process's CPU use over the measured window, in cores.
+#[derive(Clone, Copy, Default)]
+struct Cores {
+    /// Time on a CPU.
+    running: Option<f64>,
+    /// Time its threads were ready to run and waited for a CPU.
+    waiting: Option<f64>,
+}
+
+/// The running and waiting clocks of one process, read at two moments.
+struct ProcessClock {
+    pid: Option<String>,
+    running: Option<f64>,
+    waiting: Option<f64>,
+}
+
+impl ProcessClock {
+    fn start(pid: Option<String>) -> Self {
+        ProcessClock {
+            running: pid.as_deref().and_then(cpu_seconds),
+            waiting: pid.as_deref().and_then(run_delay_seconds),
+            pid,
+        }
+    }
+
+    fn since_start(&self, wall: f64) -> Cores {
+        let rate = |now: Option<f64>, then: Option<f64>| Some((now? - then?) / wall);
+        let pid = self.pid.as_deref();
+        Cores {
+            running: rate(pid.and_then(cpu_seconds), self.running),
+            waiting: rate(pid.and_then(run_delay_seconds), self.waiting),
+        }
+    }
+}
+
+/// CPU use of the server and of this process, read at two moments.
 struct CpuClock {
-    server: Option<String>,
     at: Instant,
-    server_cpu: Option<f64>,
-    own_cpu: Option<f64>,
+    server: ProcessClock,
+    own: ProcessClock,
 }
 
 impl CpuClock {
     fn start(pid: Option<u32>) -> Self {
-        let server = pid.map(|p| p.to_string());
         CpuClock {
-            server_cpu: server.as_deref().and_then(cpu_seconds),
-            own_cpu: cpu_seconds("self"),
-            server,
+            server: ProcessClock::start(pid.map(|p| p.to_string())),
+            own: ProcessClock::start(Some("self".to_owned())),
             at: Instant::now(),
         }
     }
 
     /// Cores used since `start`: (server, load generator).
-    fn cores(&self) -> (Option<f64>, Option<f64>) {
+    fn cores(&self) -> (Cores, Cores) {
         let wall = self.at.elapsed().as_secs_f64();
-        let server = match (self.server.as_deref().and_then(cpu_seconds), self.server_cpu) {
-            (Some(now), Some(then)) => Some((now - then) / wall),
-            _ => None,
-        };
-        let own = match (cpu_seconds("self"), self.own_cpu) {
-            (Some(now), Some(then)) => Some((now - then) / wall),
-            _ => None,
-        };
-        (server, own)
+        (self.server.since_start(wall), self.own.since_start(wall))
     }
 }
 
-fn print_cores(server: Option<f64>, own: Option<f64>) {
+/// Print the CPU figures: the cores each process used, and how many more its
+/// threads spent waiting for a CPU (a thread woken on a busy machine, or on a
+/// virtual CPU that has to be woken first).
+fn print_cores(server: Cores, own: Cores) {
     let show = |c: Option<f64>| c.map_or("?".to_owned(), |c| format!("{c:.2}"));
     println!(
-        "cpu: server {} cores, load generator {} cores",
-        show(server),
-        show(own)
+        "cpu: server {} cores, load generator {} cores; waiting to run: server {}, load generator {}",
+        show(server.running),
+        show(own.running),
+        show(server.waiting),
+        show(own.waiting)
     );
 }
 
@@ -470,7 +518,11 @@ async fn exec(args: ExecArgs) -> Result<bool, String> {
         control.stop.store(true, Ordering::Relaxed);
         (Some(t0.elapsed()), clock)
     };
-    let (server_cores, own_cores) = if counted { (None, None) } else { clock.cores() };
+    let (server_cores, own_cores) = if counted {
+        (Cores::default(), Cores::default())
+    } else {
+        clock.cores()
+    };
 
     let mut latencies = Vec::new();
     let mut completed = 0;
@@ -527,8 +579,10 @@ async fn exec(args: ExecArgs) -> Result<bool, String> {
             "p99_us": p99,
             "p999_us": p999,
             "max_us": max,
-            "server_cores": server_cores,
-            "loadgen_cores": own_cores,
+            "server_cores": server_cores.running,
+            "loadgen_cores": own_cores.running,
+            "server_waiting_cores": server_cores.waiting,
+            "loadgen_waiting_cores": own_cores.waiting,
             "violations": violations.count,
             "errors": errors.len(),
         }),
@@ -1048,8 +1102,10 @@ async fn fanout(args: FanoutArgs) -> Result<bool, String> {
             "per_sec": rate,
             "steps_per_sec": steps_rate,
             "complete": complete,
-            "server_cores": server_cores,
-            "loadgen_cores": own_cores,
+            "server_cores": server_cores.running,
+            "loadgen_cores": own_cores.running,
+            "server_waiting_cores": server_cores.waiting,
+            "loadgen_waiting_cores": own_cores.waiting,
             "violations": violations.count,
         }),
     )?;
