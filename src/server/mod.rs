@@ -86,6 +86,12 @@ pub struct ServerConfig {
     /// stay on one. 0 serves them on the runtime that calls
     /// [`Server::serve`]. Default: one per core.
     pub io_threads: usize,
+    /// Pin each I/O thread to a CPU of its own (the n-th of those the process
+    /// may run on), when there are no more threads than such CPUs. Default
+    /// `true`: left to move, two busy threads of a 2-CPU machine were seen
+    /// sharing one CPU for a whole run. Turn it off when other busy processes
+    /// share the machine's CPUs.
+    pub pin_io_threads: bool,
 }
 
 impl Default for ServerConfig {
@@ -105,6 +111,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             read_buffer_bytes: 1024,
             io_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            pin_io_threads: true,
             durability: Durability::Normal,
         }
     }
@@ -357,7 +364,7 @@ impl Server {
         tracing::info!(addr = %self.local_addr(), "agentwire listening");
         let Server { listener, shared } = self;
         let tasks = TaskTracker::new();
-        let shards = shard::Shards::start(shared.config.io_threads)
+        let shards = shard::Shards::start(shared.config.io_threads, shared.config.pin_io_threads)
             .map_err(|e| ServerError(format!("cannot start the I/O threads: {e}")))?;
         tokio::pin!(shutdown);
         loop {

@@ -57,6 +57,10 @@ pub struct Args {
     /// (default: one per core); 0 serves them on the main multi-threaded runtime.
     #[arg(long, default_value_t = ServerConfig::default().io_threads)]
     io_threads: usize,
+    /// Let the I/O threads move between CPUs instead of pinning each to its own
+    /// (pinning is the default when there are no more threads than CPUs).
+    #[arg(long)]
+    no_pin: bool,
     /// On shutdown, seconds running executions get to finish before they are cancelled.
     #[arg(long, default_value_t = ServerConfig::default().shutdown_grace.as_secs())]
     grace_secs: u64,
@@ -100,6 +104,7 @@ async fn serve(args: Args) -> Result<(), String> {
     config.keepalive_interval = Duration::from_secs(args.keepalive_secs.max(1));
     config.shutdown_grace = Duration::from_secs(args.grace_secs);
     config.io_threads = args.io_threads;
+    config.pin_io_threads = !args.no_pin;
     if !args.insecure {
         config.check_exposure()?;
     }
