@@ -139,7 +139,16 @@ fn no_null_when_omitted(node: &mut Value) {
             }
         }
     }
-    map.values_mut().for_each(no_null_when_omitted);
+    for (key, value) in map.iter_mut() {
+        match (key.as_str(), value) {
+            // A map of names to schemas, not a schema: a property named
+            // `required` or `properties` must not be read as a keyword.
+            ("properties", Value::Object(properties)) => {
+                properties.values_mut().for_each(no_null_when_omitted);
+            }
+            (_, value) => no_null_when_omitted(value),
+        }
+    }
 }
 
 /// Remove `null` from one property's schema: from its `type` list, or from its

@@ -10,14 +10,14 @@
 //! - `exec`: N connections send execute requests back to back (formats 1, 2, 3
 //!   in rotation), each waiting for its `completed`; prints executions/s and
 //!   p50/p90/p99/p99.9/max latency, and counts protocol violations.
-//!
-//! With `--pid`, `exec` and `fanout` also print the cores the server and the
-//! load generator used, and how long their threads waited to run (runnable,
-//! not running: `/proc/PID/task/*/schedstat`).
 //! - `idle`: holds N connections open and reads the server's memory from
 //!   `/proc/<pid>/status` before and after.
 //! - `fanout`: M connections attach to one chat agent; one sends
 //!   `user_message`s; counts the step messages delivered per second.
+//!
+//! With `--pid`, `exec` and `fanout` also print the cores the server and the
+//! load generator used, and how long their threads waited to run (runnable,
+//! not running: `/proc/PID/task/*/schedstat`).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
