@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use agentwire::protocol::{ActionResult, ErrorCode, ExecutionResponse};
 use agentwire::store::{
-    Durability, ExecutionStatus, MEMORY_PATH, OpenOptions, Outcome, Store, StoreError, StoredAgent,
+    Durability, ExecutionRecord, ExecutionStatus, MEMORY_PATH, OpenOptions, Outcome, Store, StoreError,
+    StoredAgent,
 };
 use serde_json::{Map, Value, json};
 
@@ -120,20 +121,7 @@ async fn execution_lifecycle_reads_back() {
     for seq in 1..=3 {
         store.record_progress("e1", seq, &action(seq));
     }
-    let results: Vec<ActionResult> = (1..=3).map(action).collect();
-    store
-        .complete_execution(
-            "e1",
-            Outcome::Succeeded {
-                results: results.clone(),
-            },
-        )
-        .await
-        .unwrap();
-
-    let record = store.get_execution("e1").await.unwrap().expect("stored");
-    assert_eq!(record.status, ExecutionStatus::Succeeded);
-    assert_eq!(record.results, results);
+    let record = complete_and_read(&store, "e1", 3).await;
     assert_eq!(record.progress_count, 3);
     assert_eq!(record.error, None);
     assert_eq!(record.error_code, None);
@@ -141,7 +129,7 @@ async fn execution_lifecycle_reads_back() {
     assert!(completed >= record.started_at_ms);
     match record.to_response() {
         ExecutionResponse::Succeeded(done) => {
-            assert_eq!(done.results, results);
+            assert_eq!(done.results, record.results);
             assert_eq!(done.execution_count, 3);
             assert_eq!(done.agent_id, "a1");
             assert_eq!(done.request_id.as_deref(), Some("r1"));
@@ -583,6 +571,16 @@ fn succeeded(n: u32) -> Outcome {
     }
 }
 
+/// Complete execution `id` with `n` actions, read it back, and check that it
+/// reads back succeeded with those actions.
+async fn complete_and_read(store: &Store, id: &str, n: u32) -> ExecutionRecord {
+    store.complete_execution(id, succeeded(n)).await.unwrap();
+    let record = store.get_execution(id).await.unwrap().expect("stored");
+    assert_eq!(record.status, ExecutionStatus::Succeeded);
+    assert_eq!(record.results, (1..=n).map(action).collect::<Vec<_>>());
+    record
+}
+
 /// With `Durability::Normal` the caller commits inline: once its ack resolves,
 /// an independent connection sees the row, and concurrent callers share commits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -745,19 +743,7 @@ async fn new_files_get_small_pages_and_old_files_keep_theirs() {
     }
     let (store, _) = open(old.path());
     store.start_execution("e1", "a1", None).await.unwrap();
-    let results: Vec<ActionResult> = (1..=50).map(action).collect();
-    store
-        .complete_execution(
-            "e1",
-            Outcome::Succeeded {
-                results: results.clone(),
-            },
-        )
-        .await
-        .unwrap();
-    let record = store.get_execution("e1").await.unwrap().expect("stored");
-    assert_eq!(record.status, ExecutionStatus::Succeeded);
-    assert_eq!(record.results, results);
+    complete_and_read(&store, "e1", 50).await;
     drop(store);
     assert_eq!(page_size(old.path()), 4096);
 }

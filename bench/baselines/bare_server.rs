@@ -22,7 +22,8 @@ use tokio_tungstenite::tungstenite::Message;
 async fn main() -> std::io::Result<()> {
     let mut host = "127.0.0.1".to_owned();
     let mut port = "8765".to_owned();
-    let mut args = std::env::args().skip(1);
+    let mut args = std::env::args();
+    args.next(); // the program's name
     while let Some(flag) = args.next() {
         match (flag.as_str(), args.next()) {
             ("--host", Some(value)) => host = value,
