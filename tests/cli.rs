@@ -196,3 +196,86 @@ fn serve_refuses_a_public_address_without_a_token_and_says_why() {
         "{stderr}"
     );
 }
+
+/// The JSON line `agentwire bench … --json FILE` wrote.
+fn bench_figures(path: &std::path::Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap();
+    let last = text
+        .lines()
+        .last()
+        .unwrap_or_else(|| panic!("no JSON line in {text:?}"));
+    std::fs::remove_file(path).unwrap();
+    serde_json::from_str(last).unwrap()
+}
+
+#[test]
+fn bench_exec_counts_every_execution_and_flags_an_answer_that_breaks_its_expectations() {
+    let (dir, serve) = setup();
+    let json = dir.path().join("bench.jsonl");
+    let bench = |in_flight: &str, actions: &str| {
+        agentwire()
+            .args([
+                "bench", "exec", "--url", &serve.url, "--agent", "instant", "-c", "3",
+            ])
+            .args([
+                "--requests",
+                "30",
+                "--in-flight",
+                in_flight,
+                "--expect-actions",
+                actions,
+            ])
+            .arg("--json")
+            .arg(&json)
+            .output()
+            .unwrap()
+    };
+    for in_flight in ["1", "4"] {
+        let output = bench(in_flight, "2");
+        assert!(output.status.success(), "in flight {in_flight}: {output:?}");
+        let figures = bench_figures(&json);
+        assert_eq!(figures["executions"], 30, "{figures}");
+        assert_eq!(
+            (&figures["violations"], &figures["errors"]),
+            (&0.into(), &0.into())
+        );
+    }
+
+    // Every `completed` carries 2 results, not 3: each one is a violation.
+    let output = bench("1", "3");
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let figures = bench_figures(&json);
+    assert_eq!(figures["violations"], 30, "{figures}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("expected 3 results"));
+}
+
+#[test]
+fn bench_fanout_delivers_every_step_to_every_connection() {
+    let (dir, serve) = setup();
+    let json = dir.path().join("fanout.jsonl");
+    let bench = |responses: &str| {
+        agentwire()
+            .args(["bench", "fanout", "--url", &serve.url, "-c", "5", "--steps", "4"])
+            .args(["--expect-responses", responses, "--json"])
+            .arg(&json)
+            .output()
+            .unwrap()
+    };
+    let output = bench("3");
+    assert!(output.status.success(), "{output:?}");
+    let figures = bench_figures(&json);
+    // Each step: agent_response_start, 3 agent_responses, agent_response_end.
+    assert_eq!(figures["messages"], 5 * 4 * 5, "{figures}");
+    assert_eq!(
+        (&figures["complete"], &figures["violations"]),
+        (&5.into(), &0.into())
+    );
+
+    let output = bench("2");
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert_eq!(
+        bench_figures(&json)["violations"],
+        5 * 4,
+        "one per step and connection"
+    );
+}

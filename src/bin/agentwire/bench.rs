@@ -1,10 +1,11 @@
 //! `agentwire bench`: a load generator that drives a running server over real
 //! sockets and prints figures (never asserts on time).
 //!
-//! It is lean on purpose so that it does not become the bottleneck: raw
-//! tokio-tungstenite with small buffers, a borrowed JSON view of each answer,
-//! one task per connection, a single-threaded runtime unless `--threads` says
-//! otherwise. It speaks only the wire protocol, so it drives the baselines in
+//! It is lean on purpose so that it does not become the bottleneck: after
+//! tungstenite's handshake, frames are written and read by hand
+//! ([`frames`]), a borrowed JSON view of each answer is checked, one task per
+//! connection, a single-threaded runtime unless `--threads` says otherwise.
+//! It speaks only the wire protocol, so it drives the baselines in
 //! `bench/baselines/` just as well as agentwire.
 //!
 //! - `exec`: N connections send execute requests back to back (formats 1, 2, 3
@@ -35,6 +36,10 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
+
+mod frames;
+
+use frames::{Frames, ReadError};
 
 type Ws = WebSocketStream<TcpStream>;
 
@@ -499,7 +504,7 @@ async fn exec(args: ExecArgs) -> Result<bool, String> {
             total / n + u64::from((index as u64) < total % n)
         });
         tasks.push(tokio::spawn(exec_connection(
-            ws,
+            Frames::new(ws, 16 * 1024, index as u32 + 1),
             index,
             quota,
             plan.clone(),
@@ -591,7 +596,7 @@ async fn exec(args: ExecArgs) -> Result<bool, String> {
 }
 
 async fn exec_connection(
-    mut ws: Ws,
+    mut ws: Frames,
     index: usize,
     quota: Option<u64>,
     plan: Arc<ExecPlan>,
@@ -608,7 +613,7 @@ async fn exec_connection(
             && quota.is_none_or(|q| next < q)
         {
             let format = plan.formats[(index + next as usize) % plan.formats.len()];
-            let text = plan.request(format, plan.with_ids.then_some(next));
+            ws.queue_text(&plan.request(format, plan.with_ids.then_some(next)));
             pending.insert(
                 next,
                 Pending {
@@ -620,10 +625,6 @@ async fn exec_connection(
                 },
             );
             next += 1;
-            if let Err(e) = ws.feed(Message::text(text)).await {
-                out.error = Some(format!("send failed: {e}"));
-                return out;
-            }
             fed = true;
         }
         if fed && let Err(e) = ws.flush().await {
@@ -634,7 +635,7 @@ async fn exec_connection(
             break;
         }
 
-        let text = match tokio::time::timeout(plan.timeout, ws.next()).await {
+        let text = match tokio::time::timeout(plan.timeout, ws.next_text()).await {
             Err(_) => {
                 out.violations.add(format!(
                     "no answer within {:?} with {} requests pending",
@@ -643,31 +644,27 @@ async fn exec_connection(
                 ));
                 return out;
             }
-            Ok(None) => {
+            Ok(Ok(None)) => {
                 out.violations.add(format!(
                     "connection closed with {} requests pending",
                     pending.len()
                 ));
                 return out;
             }
-            Ok(Some(Err(e))) => {
+            Ok(Err(ReadError::Io(e))) => {
                 out.error = Some(format!("read failed: {e}"));
                 return out;
             }
-            Ok(Some(Ok(Message::Text(text)))) => text,
-            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)))) => continue,
-            Ok(Some(Ok(other))) => {
-                out.violations.add(format!("unexpected frame: {other:?}"));
-                if matches!(other, Message::Close(_)) {
-                    return out;
-                }
-                continue;
+            Ok(Err(ReadError::Protocol(what))) => {
+                out.violations.add(what);
+                return out;
             }
+            Ok(Ok(Some(text))) => text,
         };
         let now = Instant::now();
-        check_exec_answer(&plan, &control, &mut pending, &mut out, text.as_str(), now);
+        check_exec_answer(&plan, &control, &mut pending, &mut out, text, now);
     }
-    let _ = ws.close(None).await;
+    ws.close().await;
     out
 }
 
@@ -914,7 +911,7 @@ struct FanoutResult {
 /// Read steps until `steps` have ended; the sender (`send` set) also sends the
 /// user messages, `window` steps ahead.
 async fn fanout_connection(
-    mut ws: Ws,
+    mut ws: Frames,
     steps: u64,
     send: Option<(u64, String)>,
     expect_responses: Option<u32>,
@@ -927,27 +924,24 @@ async fn fanout_connection(
     };
     if let Some((window, target)) = &send {
         while sent < (*window).min(steps) {
-            let _ = ws.feed(Message::text(message(sent, target))).await;
+            ws.queue_text(&message(sent, target));
             sent += 1;
         }
-        let _ = ws.flush().await;
+        if let Err(e) = ws.flush().await {
+            out.violations.add(format!("send failed: {e}"));
+            return out;
+        }
     }
     let mut in_step = false;
     let mut responses = 0u32;
     while out.steps < steps {
-        let text = match tokio::time::timeout(timeout, ws.next()).await {
-            Ok(Some(Ok(Message::Text(text)))) => text,
-            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)))) => continue,
-            Ok(Some(Ok(other))) => {
-                out.violations.add(format!("unexpected frame: {other:?}"));
-                continue;
-            }
-            Ok(Some(Err(e))) => {
-                out.violations
-                    .add(format!("read failed after {} steps: {e}", out.steps));
+        let text = match tokio::time::timeout(timeout, ws.next_text()).await {
+            Ok(Ok(Some(text))) => text,
+            Ok(Err(e)) => {
+                out.violations.add(format!("after {} steps: {e}", out.steps));
                 break;
             }
-            Ok(None) => {
+            Ok(Ok(None)) => {
                 out.violations
                     .add(format!("connection closed after {} steps", out.steps));
                 break;
@@ -962,10 +956,10 @@ async fn fanout_connection(
         };
         out.frames += 1;
         out.last = Some(Instant::now());
-        let view: View = match serde_json::from_str(&text) {
+        let view: View = match serde_json::from_str(text) {
             Ok(view) => view,
             Err(e) => {
-                out.violations.add(format!("not JSON ({e}): {}", clip(&text)));
+                out.violations.add(format!("not JSON ({e}): {}", clip(text)));
                 continue;
             }
         };
@@ -999,7 +993,8 @@ async fn fanout_connection(
                 if let Some((_, target)) = &send
                     && sent < steps
                 {
-                    if let Err(e) = ws.send(Message::text(message(sent, target))).await {
+                    ws.queue_text(&message(sent, target));
+                    if let Err(e) = ws.flush().await {
                         out.violations.add(format!("send failed: {e}"));
                         break;
                     }
@@ -1008,10 +1003,10 @@ async fn fanout_connection(
             }
             other => out
                 .violations
-                .add(format!("unexpected `{other}` during steps: {}", clip(&text))),
+                .add(format!("unexpected `{other}` during steps: {}", clip(text))),
         }
     }
-    let _ = ws.close(None).await;
+    ws.close().await;
     out
 }
 
@@ -1048,9 +1043,9 @@ async fn fanout(args: FanoutArgs) -> Result<bool, String> {
     let clock = CpuClock::start(args.common.pid);
     let began = Instant::now();
     let mut tasks = Vec::with_capacity(args.connections);
-    for ws in receivers {
+    for (index, ws) in receivers.into_iter().enumerate() {
         tasks.push(tokio::spawn(fanout_connection(
-            ws,
+            Frames::new(ws, 4096, index as u32 + 1),
             args.steps,
             None,
             args.expect_responses,
@@ -1058,7 +1053,7 @@ async fn fanout(args: FanoutArgs) -> Result<bool, String> {
         )));
     }
     tasks.push(tokio::spawn(fanout_connection(
-        sender,
+        Frames::new(sender, 16 * 1024, 0),
         args.steps,
         Some((args.window.max(1), name.clone())),
         args.expect_responses,
