@@ -4,6 +4,8 @@
 //! pooled read connection (file stores) or on the writer's own connection
 //! (`:memory:` stores).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
@@ -176,13 +178,16 @@ const RESTART_BYTES: i64 = 16 << 20;
 /// checkpoints once more on the way out.
 pub(crate) fn spawn_checkpointer(
     path: &str,
-) -> Result<
-    (
-        std::thread::JoinHandle<()>,
-        std::sync::Arc<std::sync::atomic::AtomicBool>,
-    ),
-    StoreError,
-> {
+) -> Result<(std::thread::JoinHandle<()>, Arc<AtomicBool>), StoreError> {
+    spawn_checkpointer_with(path, CHECKPOINT_EVERY, RESTART_BYTES)
+}
+
+/// [`spawn_checkpointer`], every `every`, restarting past `restart_bytes`.
+fn spawn_checkpointer_with(
+    path: &str,
+    every: Duration,
+    restart_bytes: i64,
+) -> Result<(std::thread::JoinHandle<()>, Arc<AtomicBool>), StoreError> {
     let open_err = |message: String| StoreError::Open {
         path: path.to_owned(),
         message,
@@ -192,40 +197,50 @@ pub(crate) fn spawn_checkpointer(
     let page_size: i64 = conn
         .pragma_query_value(None, "page_size", |row| row.get(0))
         .map_err(|e| open_err(e.to_string()))?;
-    let restart_frames = RESTART_BYTES / page_size.max(512);
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let restart_frames = restart_bytes / page_size.max(512);
+    let stop = Arc::new(AtomicBool::new(false));
     let stopping = stop.clone();
     let handle = std::thread::Builder::new()
         .name("agentwire-ckpt".to_owned())
         .spawn(move || {
-            // PASSIVE never waits for the writer, but under a steady stream of
-            // commits it never catches up either, and the WAL only restarts
-            // after a checkpoint that did: past RESTART_BYTES, RESTART waits
-            // for the writer's current commit and lets the next one start the
-            // WAL over, so it stays bounded.
-            let checkpoint = || {
-                let frames = |mode: &str| {
-                    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
-                        row.get::<_, i64>(1)
-                    })
-                };
-                match frames("PASSIVE") {
-                    Ok(log) if log > restart_frames => {
-                        if let Err(e) = frames("RESTART") {
-                            tracing::warn!("WAL checkpoint (restart) failed: {e}");
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!("WAL checkpoint failed: {e}"),
+            while !stopping.load(Ordering::Relaxed) {
+                std::thread::park_timeout(every);
+                if let Err(e) = checkpoint(&conn, restart_frames) {
+                    tracing::warn!("WAL checkpoint failed: {e}");
                 }
-            };
-            while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
-                std::thread::park_timeout(CHECKPOINT_EVERY);
-                checkpoint();
             }
         })
         .map_err(|e| open_err(format!("cannot start the checkpoint thread: {e}")))?;
     Ok((handle, stop))
+}
+
+/// What a checkpoint did.
+#[derive(Debug, PartialEq, Eq)]
+enum Checkpointed {
+    /// `PASSIVE`: the WAL copied back as far as the writer allowed.
+    Copied,
+    /// `PASSIVE`, then `RESTART`: the WAL held more than the limit.
+    Restarted,
+}
+
+/// One checkpoint: `PASSIVE`, then `RESTART` if the WAL still holds more
+/// than `restart_frames`.
+///
+/// PASSIVE never waits for the writer, but under a steady stream of commits
+/// it never catches up either, and the WAL only starts over after a
+/// checkpoint that did. RESTART waits for the writer's current commit and
+/// lets the next one start the WAL over, so that it stays bounded.
+fn checkpoint(conn: &Connection, restart_frames: i64) -> rusqlite::Result<Checkpointed> {
+    let frames = |mode: &str| {
+        conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
+            row.get::<_, i64>(1)
+        })
+    };
+    if frames("PASSIVE")? <= restart_frames {
+        return Ok(Checkpointed::Copied);
+    }
+    frames("RESTART")?;
+    Ok(Checkpointed::Restarted)
 }
 
 /// Open one read connection on a file store (the writer has already set WAL).
@@ -536,6 +551,73 @@ pub(crate) fn memory_get(conn: &Connection, agent_id: &str, key: &str) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A file store's writer, with a table for rows of 1,000 bytes (a commit
+    /// of one writes 3 or 4 frames of 1 KiB).
+    fn writer(dir: &tempfile::TempDir) -> (String, Connection) {
+        let path = dir.path().join("ckpt.db").to_string_lossy().into_owned();
+        let conn = open_writer(&path, false, Durability::Normal).unwrap();
+        conn.execute_batch("CREATE TABLE blobs (id INTEGER PRIMARY KEY, data TEXT NOT NULL)")
+            .unwrap();
+        (path, conn)
+    }
+
+    /// Commit `n` rows, one commit each.
+    fn commit_rows(conn: &Connection, n: usize) {
+        for _ in 0..n {
+            conn.execute("INSERT INTO blobs (data) VALUES (?1)", [&"x".repeat(1000)])
+                .unwrap();
+        }
+    }
+
+    fn size(path: &str) -> u64 {
+        std::fs::metadata(path).map_or(0, |m| m.len())
+    }
+
+    #[test]
+    fn a_checkpoint_restarts_the_wal_only_once_it_holds_more_than_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, conn) = writer(&dir);
+        let other = Connection::open(&path).unwrap();
+        commit_rows(&conn, 20);
+        assert_eq!(checkpoint(&other, 256).unwrap(), Checkpointed::Copied);
+        commit_rows(&conn, 100);
+        assert_eq!(checkpoint(&other, 256).unwrap(), Checkpointed::Restarted);
+        assert!(size(&path) > 120 << 10, "every row copied: {} bytes", size(&path));
+    }
+
+    #[test]
+    fn the_checkpointer_copies_the_wal_back_beside_the_writer_and_once_more_when_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, conn) = writer(&dir);
+        let (handle, stop) = spawn_checkpointer_with(&path, Duration::from_millis(5), RESTART_BYTES).unwrap();
+        commit_rows(&conn, 100);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while size(&path) < 100 << 10 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never copied: {} bytes",
+                size(&path)
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        stop.store(true, Ordering::Relaxed);
+        handle.thread().unpark();
+        handle.join().unwrap();
+
+        let (handle, stop) =
+            spawn_checkpointer_with(&path, Duration::from_secs(3600), RESTART_BYTES).unwrap();
+        commit_rows(&conn, 100);
+        let before = size(&path);
+        stop.store(true, Ordering::Relaxed);
+        handle.thread().unpark();
+        handle.join().unwrap();
+        assert!(
+            size(&path) >= before + (100 << 10),
+            "{before} -> {} bytes",
+            size(&path)
+        );
+    }
 
     #[test]
     fn a_busy_connection_tries_again_every_100_us_then_every_ms_for_about_the_timeout() {
