@@ -49,6 +49,16 @@ impl std::fmt::Display for ReadError {
     }
 }
 
+/// What the buffered bytes hold.
+enum Parsed {
+    /// A whole text message.
+    Message(Text),
+    /// A close frame.
+    Closed,
+    /// Not a whole message yet.
+    Incomplete,
+}
+
 /// Where the last message's text is.
 enum Text {
     /// In the read buffer: a message of one frame.
@@ -151,9 +161,9 @@ impl Frames {
                 self.flush().await.map_err(ReadError::Io)?;
             }
             match parsed {
-                Some(Some(text)) => break text,
-                Some(None) => return Ok(None),
-                None => {}
+                Parsed::Message(text) => break text,
+                Parsed::Closed => return Ok(None),
+                Parsed::Incomplete => {}
             }
             if !self.fill().await.map_err(ReadError::Io)? {
                 if self.start == self.end && !self.joining {
@@ -192,12 +202,13 @@ impl Frames {
         Ok(n > 0)
     }
 
-    /// Parse buffered frames: `Some(Some(text))` for a whole text message,
-    /// `Some(None)` for a close frame, `None` when more bytes are needed.
-    fn parse(&mut self) -> Result<Option<Option<Text>>, ReadError> {
+    /// Parse buffered frames up to the next whole message or close frame.
+    fn parse(&mut self) -> Result<Parsed, ReadError> {
         loop {
             let avail = &self.buf[self.start..self.end];
-            let [b0, b1, ..] = *avail else { return Ok(None) };
+            let [b0, b1, ..] = *avail else {
+                return Ok(Parsed::Incomplete);
+            };
             if b1 & 0x80 != 0 {
                 return Err(ReadError::Protocol("a masked frame from the server".into()));
             }
@@ -207,14 +218,14 @@ impl Frames {
             let (len, head) = match b1 & 0x7F {
                 126 => match avail.get(2..4) {
                     Some(b) => (usize::from(u16::from_be_bytes([b[0], b[1]])), 4),
-                    None => return Ok(None),
+                    None => return Ok(Parsed::Incomplete),
                 },
                 127 => match avail.get(2..10) {
                     Some(b) => {
                         let len = u64::from_be_bytes(b.try_into().expect("8 bytes"));
                         (usize::try_from(len).unwrap_or(usize::MAX), 10)
                     }
-                    None => return Ok(None),
+                    None => return Ok(Parsed::Incomplete),
                 },
                 n => (usize::from(n), 2),
             };
@@ -226,7 +237,7 @@ impl Frames {
                     // Room for the whole frame once `fill` moves it to the front.
                     self.buf.resize((head + len).next_power_of_two(), 0);
                 }
-                return Ok(None);
+                return Ok(Parsed::Incomplete);
             }
             let payload = self.start + head..self.start + head + len;
             self.start = payload.end;
@@ -234,7 +245,7 @@ impl Frames {
             match b0 & 0x0F {
                 TEXT if !self.joining => {
                     if fin {
-                        return Ok(Some(Some(Text::Buffer(payload))));
+                        return Ok(Parsed::Message(Text::Buffer(payload)));
                     }
                     self.joining = true;
                     self.joined.clear();
@@ -244,7 +255,7 @@ impl Frames {
                     self.joined.extend_from_slice(&self.buf[payload]);
                     if fin {
                         self.joining = false;
-                        return Ok(Some(Some(Text::Joined)));
+                        return Ok(Parsed::Message(Text::Joined));
                     }
                 }
                 PING => {
@@ -252,7 +263,7 @@ impl Frames {
                     self.queue(PONG, &payload);
                 }
                 PONG => {}
-                CLOSE => return Ok(Some(None)),
+                CLOSE => return Ok(Parsed::Closed),
                 BINARY => return Err(ReadError::Protocol("a binary message".into())),
                 other => {
                     return Err(ReadError::Protocol(format!(
