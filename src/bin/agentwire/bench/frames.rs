@@ -183,7 +183,9 @@ impl Frames {
             .map_err(|e| ReadError::Protocol(format!("a text message that is not UTF-8: {e}")))
     }
 
-    /// Read more bytes; false at the end of the stream.
+    /// Read more bytes; false at the end of the stream. A frame larger than
+    /// the buffer has had room made for it by `parse`, so moving the unparsed
+    /// bytes to the front always leaves some.
     async fn fill(&mut self) -> io::Result<bool> {
         if self.start == self.end {
             self.start = 0;
@@ -192,10 +194,6 @@ impl Frames {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
-            if self.end == self.buf.len() {
-                // A frame larger than the buffer: `parse` asked for room.
-                self.buf.resize(self.buf.len() * 2, 0);
-            }
         }
         let n = self.stream.read(&mut self.buf[self.end..]).await?;
         self.end += n;
