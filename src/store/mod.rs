@@ -40,6 +40,10 @@
 //!   behaviour, except that it has only the writer's connection, so reads are run
 //!   by the leader between batches (they see every write queued before
 //!   them). Nothing survives the store.
+//! - **One write per commit.** The writer's connection opens its WAL through a
+//!   VFS of ours (`vfs.rs`) that gathers a commit's frames and writes them with
+//!   one `pwrite` instead of two per page; everything else is SQLite's default
+//!   VFS.
 //! - **Durability.** [`Durability::Full`] (the default) is `synchronous=FULL`: a
 //!   resolved [`WriteAck`] survives power loss. [`Durability::Normal`] survives a
 //!   crash of the process only, and is faster on slow disks.
@@ -56,6 +60,7 @@
 //!   [`Store`] is dropped; that drop blocks until everything queued is committed.
 
 mod sql;
+mod vfs;
 mod writer;
 
 use std::collections::HashMap;
