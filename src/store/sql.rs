@@ -119,11 +119,14 @@ pub(crate) fn open_writer(
     let mut conn = if in_memory {
         Connection::open_in_memory().map_err(open_err)?
     } else {
-        super::vfs::register().map_err(|message| StoreError::Open {
-            path: path.to_owned(),
-            message,
-        })?;
-        Connection::open_with_flags_and_vfs(path, OpenFlags::default(), super::vfs::NAME).map_err(open_err)?
+        match super::vfs::register() {
+            Ok(()) => Connection::open_with_flags_and_vfs(path, OpenFlags::default(), super::vfs::NAME),
+            Err(why) => {
+                tracing::debug!("the WAL is written by SQLite's default VFS: {why}");
+                Connection::open(path)
+            }
+        }
+        .map_err(open_err)?
     };
     wait_when_busy(&mut conn).map_err(open_err)?;
     if !in_memory {

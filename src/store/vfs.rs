@@ -39,7 +39,7 @@ const FRAME_HEADER: usize = 24;
 /// before its commit ends. The default VFS writes at most 128 KiB at once.
 const MAX_BUFFER: usize = 64 << 10;
 
-/// Register the VFS (once); fails if SQLite has no default VFS.
+/// Register the VFS (once); fails unless SQLite's default VFS is unix's.
 pub(crate) fn register() -> Result<(), String> {
     static REGISTERED: OnceLock<Result<(), String>> = OnceLock::new();
     REGISTERED
@@ -52,10 +52,14 @@ pub(crate) fn register() -> Result<(), String> {
                 if real.is_null() {
                     return Err("SQLite has no default VFS".to_owned());
                 }
-                let mut vfs = ptr::read(real);
                 // Every other method is the default VFS's own: they take the
                 // VFS as an argument, and the unix VFS's read nothing from it
-                // but `mxPathname`, copied here.
+                // but `mxPathname`, copied here. Others (Windows') may.
+                let name = CStr::from_ptr((*real).zName);
+                if !name.to_bytes().starts_with(b"unix") {
+                    return Err(format!("the default VFS is {name:?}, not unix"));
+                }
+                let mut vfs = ptr::read(real);
                 vfs.szOsFile = c_int::try_from(REAL_OFFSET).map_err(|e| e.to_string())? + (*real).szOsFile;
                 vfs.pNext = ptr::null_mut();
                 vfs.zName = NAME.as_ptr();
@@ -250,21 +254,25 @@ unsafe extern "C" fn write(
     unsafe {
         let (wal, methods) = wal(file);
         let len = usize::try_from(amount).unwrap_or(0);
-        let bytes = std::slice::from_raw_parts(data.cast::<u8>(), len);
+        let bytes: &[u8] = if len == 0 || data.is_null() {
+            &[]
+        } else {
+            std::slice::from_raw_parts(data.cast::<u8>(), len)
+        };
         // The buffer, when not empty, ends where the last write did.
         let in_sequence = offset == wal.end;
         let next = match wal.last {
-            Last::Frame if len == FRAME_HEADER => Some(Last::Header {
+            Last::Frame if bytes.len() == FRAME_HEADER => Some(Last::Header {
                 commit: bytes[4..8] != [0; 4],
             }),
-            Last::Header { .. } if len >= 512 && len.is_power_of_two() => Some(Last::Frame),
+            Last::Header { .. } if bytes.len() >= 512 && bytes.len().is_power_of_two() => Some(Last::Frame),
             _ => None,
         };
         wal.end = offset + i64::from(amount);
         match next {
             Some(next) if in_sequence => {
                 let commit_done = wal.last == Last::Header { commit: true };
-                if wal.pending.len() + len > MAX_BUFFER {
+                if wal.pending.len() + bytes.len() > MAX_BUFFER {
                     let rc = wal.flush(methods);
                     if rc != ffi::SQLITE_OK {
                         return rc;
