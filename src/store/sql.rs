@@ -131,7 +131,7 @@ pub(crate) fn open_writer(
     wait_when_busy(&mut conn).map_err(open_err)?;
     // Every statement the writer runs stays prepared (rusqlite keeps 16 by
     // default; the writes, the batch's own and, on `:memory:`, the reads
-    // come to about 30).
+    // come to about 25).
     conn.set_prepared_statement_cache_capacity(WRITER_STATEMENTS);
     if !in_memory {
         // A new database's page size (an existing one keeps its own). Every

@@ -745,6 +745,55 @@ mod tests {
     }
 
     #[test]
+    fn a_remove_that_fails_halfway_undoes_itself_and_the_rest_of_the_batch_commits() {
+        let conn =
+            super::super::sql::open_writer(":memory:", true, super::super::Durability::Normal).unwrap();
+        let agent = |id: &str| Write::UpsertAgent {
+            id: id.to_owned(),
+            name: None,
+            runtime: "scripted".to_owned(),
+            definition: "{}".to_owned(),
+            at_ms: 1,
+        };
+        let chat = |agent_id: &str| Write::AppendChat {
+            agent_id: agent_id.to_owned(),
+            role: "user".to_owned(),
+            message_type: None,
+            text: "hi".to_owned(),
+            at_ms: 1,
+        };
+        let none = |write: Write| (write, Ack::None);
+        let mut outcomes = Vec::new();
+        apply_all(&conn, &[none(agent("a")), none(chat("a"))], &mut outcomes).unwrap();
+        // The remove's last statement fails, after its first has deleted the agent.
+        conn.execute_batch(
+            "CREATE TRIGGER keep_chat BEFORE DELETE ON chat BEGIN SELECT RAISE(ABORT, 'kept'); END",
+        )
+        .unwrap();
+        let remove = Write::RemoveAgent {
+            id: "a".to_owned(),
+            generation: 0,
+        };
+        let mut outcomes = Vec::new();
+        apply_all(&conn, &[none(remove), none(agent("b"))], &mut outcomes).unwrap();
+        assert!(outcomes[0].is_err(), "the remove failed: {:?}", outcomes[0]);
+        assert!(outcomes[1].is_ok());
+        let agents: Vec<String> = conn
+            .prepare("SELECT id FROM agents ORDER BY id")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            agents,
+            ["a", "b"],
+            "the failed remove deleted nothing; the next write committed"
+        );
+        assert!(conn.is_autocommit());
+    }
+
+    #[test]
     fn a_batch_that_cannot_begin_leaves_the_open_transaction_alone() {
         let conn = Connection::open_in_memory().unwrap();
         let outer = Batch::begin(&conn).unwrap();
