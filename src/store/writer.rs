@@ -747,7 +747,7 @@ mod tests {
     #[test]
     fn a_remove_that_fails_halfway_undoes_itself_and_the_rest_of_the_batch_commits() {
         let conn =
-            super::super::sql::open_writer(":memory:", true, super::super::Durability::Normal).unwrap();
+            crate::store::sql::open_writer(":memory:", true, crate::store::Durability::Normal).unwrap();
         let agent = |id: &str| Write::UpsertAgent {
             id: id.to_owned(),
             name: None,
