@@ -747,3 +747,217 @@ async fn new_files_get_small_pages_and_old_files_keep_theirs() {
     drop(store);
     assert_eq!(page_size(old.path()), 4096);
 }
+
+/// The key a row is stored under, read on an independent connection.
+fn stored_key(dir: &Path, id: &str) -> i64 {
+    raw(dir)
+        .query_row(
+            "SELECT key FROM executions WHERE execution_id = ?1",
+            [id],
+            |row| row.get(0),
+        )
+        .expect("the row is stored")
+}
+
+/// `id` with its last hex digit changed: a different id carrying the same
+/// key (the last digits are random bits).
+fn same_key_other_id(id: &str) -> String {
+    let (head, last) = id.split_at(id.len() - 1);
+    format!("{head}{}", if last == "0" { "1" } else { "0" })
+}
+
+/// The server's ids carry their row's key: rows are stored under it
+/// (positive, increasing), and the whole lifecycle finds them by id.
+#[tokio::test]
+async fn new_ids_are_stored_under_the_key_they_carry() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path());
+    let ids: Vec<String> = (0..3).map(|_| agentwire::store::new_execution_id()).collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(sorted, ids, "ids sort in the order they were made");
+
+    store
+        .start_execution_committed(&ids[0], "a1", Some("r1"))
+        .await
+        .unwrap();
+    store.record_progress(&ids[0], 1, &action(1));
+    store
+        .record_execution(&ids[1], "a1", None, &succeeded(2))
+        .await
+        .unwrap();
+    store
+        .start_execution_committed(&ids[2], "a1", None)
+        .await
+        .unwrap();
+    store.flush().await.unwrap();
+    assert_eq!(
+        store.progress_after(&ids[0], 0).await.unwrap(),
+        vec![(1, action(1))]
+    );
+    complete_and_read(&store, &ids[0], 3).await;
+    assert_eq!(store.progress_after(&ids[0], 1).await.unwrap().len(), 2);
+    assert_eq!(
+        store.get_execution(&ids[1]).await.unwrap().unwrap().results.len(),
+        2
+    );
+    assert_eq!(
+        store.get_execution(&ids[2]).await.unwrap().unwrap().status,
+        ExecutionStatus::Running
+    );
+    assert_eq!(
+        store.start_execution_committed(&ids[1], "a1", None).await,
+        Err(StoreError::DuplicateExecution(ids[1].clone()))
+    );
+    // Unknown ids, with and without a key.
+    let unknown = agentwire::store::new_execution_id();
+    assert_eq!(store.get_execution(&unknown).await.unwrap(), None);
+    assert_eq!(
+        store.complete_execution(&unknown, succeeded(1)).await,
+        Err(StoreError::ExecutionNotFound(unknown.clone()))
+    );
+    drop(store);
+
+    let keys: Vec<i64> = ids.iter().map(|id| stored_key(dir.path(), id)).collect();
+    assert!(keys[0] > 0 && keys[0] < keys[1] && keys[1] < keys[2], "{keys:?}");
+    let indexed: i64 = raw(dir.path())
+        .query_row("SELECT COUNT(*) FROM executions WHERE key < 0", [], |row| {
+            row.get(0)
+        })
+        .unwrap();
+    assert_eq!(indexed, 0, "no row needed the index on the id");
+}
+
+/// Ids that carry no key, or a key another execution holds, are stored
+/// under negative keys and found all the same; a duplicate of either kind
+/// is refused.
+#[tokio::test]
+async fn ids_without_a_key_of_their_own_are_stored_and_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_normal(dir.path());
+    let first = agentwire::store::new_execution_id();
+    let twin = same_key_other_id(&first);
+    let plain = "not-a-uuid";
+    store
+        .record_execution(&first, "a1", None, &succeeded(1))
+        .await
+        .unwrap();
+    store
+        .record_execution(&twin, "a2", None, &succeeded(2))
+        .await
+        .unwrap();
+    store.start_execution_committed(plain, "a3", None).await.unwrap();
+    complete_and_read(&store, plain, 3).await;
+
+    for (id, agent, n) in [(&first, "a1", 1), (&twin, "a2", 2)] {
+        let record = store.get_execution(id).await.unwrap().expect("stored");
+        assert_eq!((record.agent_id.as_str(), record.results.len()), (agent, n));
+        assert_eq!(
+            store.record_execution(id, "a9", None, &succeeded(1)).await,
+            Err(StoreError::DuplicateExecution(id.clone()))
+        );
+    }
+    assert_eq!(
+        store.start_execution_committed(plain, "a9", None).await,
+        Err(StoreError::DuplicateExecution(plain.to_owned()))
+    );
+    drop(store);
+    assert!(stored_key(dir.path(), &first) > 0);
+    assert!(stored_key(dir.path(), &twin) < 0);
+    assert!(stored_key(dir.path(), plain) < stored_key(dir.path(), &twin));
+
+    // Reopened: negative keys go on below the lowest, duplicates are still found.
+    let store = open_normal(dir.path());
+    assert_eq!(
+        store.record_execution(&twin, "a9", None, &succeeded(1)).await,
+        Err(StoreError::DuplicateExecution(twin.clone()))
+    );
+    store
+        .record_execution("another", "a4", None, &succeeded(1))
+        .await
+        .unwrap();
+    drop(store);
+    assert_eq!(
+        stored_key(dir.path(), "another"),
+        stored_key(dir.path(), plain) - 1
+    );
+}
+
+/// A database of schema 1 (executions keyed by their id as text) is moved to
+/// schema 2 when opened: every row kept and found by id, the running one
+/// marked interrupted, and its ids refused as duplicates afterwards.
+#[tokio::test]
+async fn a_schema_1_database_is_migrated_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let legacy = uuid::Uuid::now_v7().to_string();
+    {
+        let conn = raw(dir.path());
+        conn.execute_batch(
+            // Schema 1's table, as version 1 of this crate made it.
+            "CREATE TABLE executions (execution_id TEXT PRIMARY KEY NOT NULL, agent_id TEXT NOT NULL,
+                 request_id TEXT, status TEXT NOT NULL, results TEXT, error TEXT, error_code TEXT,
+                 started_at_ms INTEGER NOT NULL, completed_at_ms INTEGER);
+             CREATE INDEX executions_running ON executions (status) WHERE status = 'running';
+             CREATE TABLE progress (execution_id TEXT NOT NULL, seq INTEGER NOT NULL, action TEXT NOT NULL,
+                 at_ms INTEGER NOT NULL, PRIMARY KEY (execution_id, seq)) WITHOUT ROWID;
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+        let results = serde_json::to_string(&vec![action(1), action(2)]).unwrap();
+        conn.execute(
+            "INSERT INTO executions (execution_id, agent_id, request_id, status, results, started_at_ms, completed_at_ms)
+             VALUES (?1, 'a1', 'r1', 'succeeded', ?2, 10, 20), ('old-running', 'a2', NULL, 'running', NULL, 30, NULL)",
+            [&legacy, &results],
+        )
+        .unwrap();
+        let progress = serde_json::to_string(&action(1)).unwrap();
+        conn.execute(
+            "INSERT INTO progress (execution_id, seq, action, at_ms) VALUES ('old-running', 1, ?1, 31)",
+            [&progress],
+        )
+        .unwrap();
+    }
+
+    let (store, interrupted) = open(dir.path());
+    assert_eq!(interrupted, 1);
+    let done = store.get_execution(&legacy).await.unwrap().expect("kept");
+    assert_eq!(done.status, ExecutionStatus::Succeeded);
+    assert_eq!((done.started_at_ms, done.completed_at_ms), (10, Some(20)));
+    assert_eq!(done.request_id.as_deref(), Some("r1"));
+    assert_eq!(done.results, vec![action(1), action(2)]);
+    let left = store.get_execution("old-running").await.unwrap().expect("kept");
+    assert_eq!(left.status, ExecutionStatus::Interrupted);
+    assert_eq!(left.results, vec![action(1)]);
+    // The legacy UUIDv7's key is free, but the id is taken.
+    assert_eq!(
+        store.start_execution_committed(&legacy, "a1", None).await,
+        Err(StoreError::DuplicateExecution(legacy.clone()))
+    );
+    let new = agentwire::store::new_execution_id();
+    store
+        .record_execution(&new, "a1", None, &succeeded(1))
+        .await
+        .unwrap();
+    drop(store);
+
+    let conn = raw(dir.path());
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, 2);
+    let indexes: Vec<String> = conn
+        .prepare(
+            "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'executions' ORDER BY name",
+        )
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(indexes, ["executions_by_other_id", "executions_running"]);
+    assert!(stored_key(dir.path(), &legacy) < 0);
+    assert!(stored_key(dir.path(), &new) > 0);
+    let (store, interrupted) = open(dir.path());
+    assert_eq!(interrupted, 0);
+    assert_eq!(store.get_execution(&new).await.unwrap().unwrap().results.len(), 1);
+}

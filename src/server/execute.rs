@@ -76,9 +76,9 @@ pub(crate) async fn start(shared: &Arc<Shared>, conn: &Arc<ConnState>, request: 
         conn.outbox.send(&ServerMessage::error(error)).await;
         return;
     };
-    // Time-ordered (UUIDv7): new rows land at the end of the executions index
-    // instead of at random pages of an ever larger table.
-    let execution_id = uuid::Uuid::now_v7().to_string();
+    // Time-ordered (UUIDv7), carrying the row's key: new rows land at the
+    // end of the executions table, with no index on the id to update.
+    let execution_id = crate::store::new_execution_id();
     if let Some(request_id) = &request.request_id {
         let taken = {
             let mut requests = conn.requests.lock().unwrap_or_else(|e| e.into_inner());

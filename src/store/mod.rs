@@ -44,6 +44,12 @@
 //!   VFS of ours (`vfs.rs`) that gathers a commit's frames and writes them with
 //!   one `pwrite` instead of two per page; everything else is SQLite's default
 //!   VFS.
+//! - **Executions are stored under the key their id carries.** The ids of
+//!   [`new_execution_id`] are UUIDv7 whose first 63 bits (the time and a
+//!   per-millisecond counter) are the row's key, so the table needs no index on
+//!   the id, and a commit writes one b-tree instead of two. Other ids, and a
+//!   schema-1 file's rows (migrated when opened), are stored under negative
+//!   keys and found through a partial index on their ids only (`key.rs`).
 //! - **Durability.** [`Durability::Full`] (the default) is `synchronous=FULL`: a
 //!   resolved [`WriteAck`] survives power loss. [`Durability::Normal`] survives a
 //!   crash of the process only, and is faster on slow disks.
@@ -59,6 +65,7 @@
 //! - **Closing.** The committer thread stops when the last clone of the
 //!   [`Store`] is dropped; that drop blocks until everything queued is committed.
 
+mod key;
 mod sql;
 mod vfs;
 mod writer;
@@ -80,6 +87,7 @@ use tokio::sync::oneshot;
 use crate::protocol::{
     ActionResult, ErrorCode, ExecutionFailed, ExecutionResponse, ExecutionStarted, ExecutionSucceeded,
 };
+pub use key::new_execution_id;
 use writer::{Ack, Committer, Leader, Op, Write, Writer};
 
 /// The path that opens an in-memory store.
@@ -681,6 +689,8 @@ impl Store {
         let in_memory = path == MEMORY_PATH;
         let mut conn = sql::open_writer(path, in_memory, options.durability)?;
         let interrupted = sql::recover_interrupted(&mut conn, sql_ms(now_ms()))?;
+        let (lowest_key, highest_key) = sql::execution_keys(&conn)?;
+        key::observe_key(highest_key);
         if interrupted > 0 {
             tracing::warn!(
                 interrupted,
@@ -709,6 +719,7 @@ impl Store {
             commits: Arc::clone(&commits),
             failed_writes: Arc::clone(&failed_writes),
             memory: Arc::clone(&memory),
+            lowest_key,
         };
         let inline = in_memory || options.durability == Durability::Normal;
         let committer = Arc::new(Committer::new(writer, inline, options.max_batch));

@@ -11,11 +11,16 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use serde_json::Value;
 
+use super::key::key_of;
 use super::{ChatEntry, Durability, ExecutionRecord, ExecutionStatus, StoreError, StoredAgent};
 use crate::protocol::{ActionResult, ErrorCode};
 
 /// The schema version this code writes (`PRAGMA user_version`).
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+///
+/// - 1: executions keyed by their id (`TEXT PRIMARY KEY`, with its index).
+/// - 2: executions keyed by the integer their id carries (`key.rs`), no index
+///   on the id but for the rows whose id carries none.
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 /// How long a connection waits for a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -67,7 +72,8 @@ CREATE TABLE IF NOT EXISTS agents (
 CREATE INDEX IF NOT EXISTS agents_by_name ON agents (name);
 
 CREATE TABLE IF NOT EXISTS executions (
-    execution_id    TEXT PRIMARY KEY NOT NULL,
+    key             INTEGER PRIMARY KEY,
+    execution_id    TEXT NOT NULL,
     agent_id        TEXT NOT NULL,
     request_id      TEXT,
     status          TEXT NOT NULL,
@@ -77,6 +83,7 @@ CREATE TABLE IF NOT EXISTS executions (
     started_at_ms   INTEGER NOT NULL,
     completed_at_ms INTEGER
 );
+CREATE UNIQUE INDEX IF NOT EXISTS executions_by_other_id ON executions (execution_id) WHERE key < 0;
 CREATE INDEX IF NOT EXISTS executions_running ON executions (status) WHERE status = 'running';
 
 CREATE TABLE IF NOT EXISTS progress (
@@ -106,7 +113,38 @@ CREATE TABLE IF NOT EXISTS memory (
 ) WITHOUT ROWID;
 ";
 
-/// Open the writer's connection: WAL (for files), the schema, the durability level.
+/// Schema 1's executions, set aside before [`SCHEMA`] creates schema 2's
+/// table (its index on the running ones goes with it, to be made again).
+const MIGRATE_EXECUTIONS_BEFORE: &str = "
+DROP INDEX IF EXISTS executions_running;
+ALTER TABLE executions RENAME TO executions_v1;
+";
+
+/// Schema 1's executions, moved into schema 2's table: every row under a
+/// negative key (its old rowid, negated), found by the partial index on the
+/// id of those rows.
+const MIGRATE_EXECUTIONS_AFTER: &str = "
+INSERT INTO executions (key, execution_id, agent_id, request_id, status, results, error,
+        error_code, started_at_ms, completed_at_ms)
+    SELECT -rowid, execution_id, agent_id, request_id, status, results, error,
+        error_code, started_at_ms, completed_at_ms
+    FROM executions_v1;
+DROP TABLE executions_v1;
+";
+
+/// The condition that finds the execution whose id is `?2` and whose id
+/// carries the key `?1` (0 when it carries none): under its own key, or,
+/// for a row stored under a negative key, through the partial index.
+macro_rules! execution_by_id {
+    () => {
+        "key = coalesce((SELECT key FROM executions WHERE key < 0 AND execution_id = ?2), ?1) \
+         AND execution_id = ?2"
+    };
+}
+pub(crate) use execution_by_id;
+
+/// Open the writer's connection: WAL (for files), the schema (migrated from
+/// an earlier version), the durability level.
 pub(crate) fn open_writer(
     path: &str,
     in_memory: bool,
@@ -166,11 +204,30 @@ pub(crate) fn open_writer(
     if version > SCHEMA_VERSION {
         return Err(StoreError::UnsupportedSchema { found: version });
     }
-    conn.execute_batch(SCHEMA).map_err(open_err)?;
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(open_err)?;
+    // Schema 1's table (whatever `user_version` says): no `key` column.
+    let keyless: bool = tx
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'executions')
+                AND NOT EXISTS (SELECT 1 FROM pragma_table_info('executions') WHERE name = 'key')",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(open_err)?;
+    if keyless {
+        tx.execute_batch(MIGRATE_EXECUTIONS_BEFORE).map_err(open_err)?;
+    }
+    tx.execute_batch(SCHEMA).map_err(open_err)?;
+    if keyless {
+        tx.execute_batch(MIGRATE_EXECUTIONS_AFTER).map_err(open_err)?;
+    }
     if version < SCHEMA_VERSION {
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(open_err)?;
     }
+    tx.commit().map_err(open_err)?;
     Ok(conn)
 }
 
@@ -291,12 +348,12 @@ pub(crate) fn open_reader(path: &str) -> Result<Connection, StoreError> {
 /// recorded as progress as its results. Returns how many were marked.
 pub(crate) fn recover_interrupted(conn: &mut Connection, now_ms: i64) -> Result<u32, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let running: Vec<String> = {
-        let mut stmt = tx.prepare("SELECT execution_id FROM executions WHERE status = 'running'")?;
-        let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
+    let running: Vec<(i64, String)> = {
+        let mut stmt = tx.prepare("SELECT key, execution_id FROM executions WHERE status = 'running'")?;
+        let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
         rows.collect::<Result<_, _>>()?
     };
-    for execution_id in &running {
+    for (key, execution_id) in &running {
         // Lenient: one undecodable progress row must not stop the store from opening.
         let results: Vec<ActionResult> = {
             let mut stmt =
@@ -320,9 +377,9 @@ pub(crate) fn recover_interrupted(conn: &mut Connection, now_ms: i64) -> Result<
         tx.execute(
             "UPDATE executions SET status = 'interrupted', results = ?2, error = ?3, error_code = ?4,
                  completed_at_ms = ?5
-             WHERE execution_id = ?1 AND status = 'running'",
+             WHERE key = ?1 AND status = 'running'",
             params![
-                execution_id,
+                key,
                 results_json,
                 INTERRUPTED_MESSAGE,
                 ErrorCode::Interrupted.as_str(),
@@ -332,6 +389,16 @@ pub(crate) fn recover_interrupted(conn: &mut Connection, now_ms: i64) -> Result<
     }
     tx.commit()?;
     Ok(u32::try_from(running.len()).unwrap_or(u32::MAX))
+}
+
+/// The lowest negative key executions are stored under (0 when none is) and
+/// the highest key (0 when none is positive).
+pub(crate) fn execution_keys(conn: &Connection) -> Result<(i64, i64), StoreError> {
+    Ok(conn.query_row(
+        "SELECT min(0, coalesce(min(key), 0)), max(0, coalesce(max(key), 0)) FROM executions",
+        [],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?)
 }
 
 // ---------------------------------------------------------------------------
@@ -427,14 +494,15 @@ pub(crate) fn get_execution(
     execution_id: &str,
 ) -> Result<Option<ExecutionRecord>, StoreError> {
     let row = conn
-        .prepare_cached(
+        .prepare_cached(concat!(
             "SELECT execution_id, agent_id, request_id, status, results, error, error_code,
                     started_at_ms, completed_at_ms,
                     CASE WHEN status IN ('succeeded', 'failed') THEN 0
                          ELSE (SELECT COUNT(*) FROM progress p WHERE p.execution_id = e.execution_id) END
-             FROM executions e WHERE execution_id = ?1",
-        )?
-        .query_row([execution_id], |row| {
+             FROM executions e WHERE ",
+            execution_by_id!()
+        ))?
+        .query_row(params![key_of(execution_id).unwrap_or(0), execution_id], |row| {
             Ok(ExecutionRow {
                 execution_id: row.get(0)?,
                 agent_id: row.get(1)?,
@@ -495,10 +563,13 @@ pub(crate) fn progress_after(
     // A completed execution's `results` holds every action, in order; its
     // progress rows may not have been written (see the writer).
     let completed: Option<Option<String>> = conn
-        .prepare_cached(
-            "SELECT results FROM executions WHERE execution_id = ?1 AND status IN ('succeeded', 'failed')",
-        )?
-        .query_row([execution_id], |row| row.get(0))
+        .prepare_cached(concat!(
+            "SELECT results FROM executions WHERE status IN ('succeeded', 'failed') AND ",
+            execution_by_id!()
+        ))?
+        .query_row(params![key_of(execution_id).unwrap_or(0), execution_id], |row| {
+            row.get(0)
+        })
         .optional()?;
     if let Some(Some(results)) = completed {
         let what = format!("the results of execution {execution_id}");
@@ -581,6 +652,30 @@ pub(crate) fn memory_get(conn: &Connection, agent_id: &str, key: &str) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every lookup by id goes to the row by its key, or through the partial
+    /// index on the other ids: none scans the executions.
+    #[test]
+    fn lookups_by_id_never_scan_the_executions() {
+        let conn = open_writer(":memory:", true, Durability::Normal).unwrap();
+        let plan = |sql: &str| -> String {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let rows = stmt.query_map([1, 2], |row| row.get::<_, String>(3)).unwrap();
+            rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
+        };
+        for sql in [
+            concat!("SELECT results FROM executions WHERE ", execution_by_id!()),
+            concat!(
+                "UPDATE executions SET status = 'failed' WHERE status = 'running' AND ",
+                execution_by_id!()
+            ),
+        ] {
+            let plan = plan(sql);
+            assert!(!plan.contains("SCAN"), "{sql}: {plan}");
+            assert!(plan.contains("INTEGER PRIMARY KEY"), "{sql}: {plan}");
+            assert!(plan.contains("executions_by_other_id"), "{sql}: {plan}");
+        }
+    }
 
     /// A file store's writer, with a table for rows of 1,000 bytes (a commit
     /// of one writes 3 or 4 frames of 1 KiB).

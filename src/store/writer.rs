@@ -24,9 +24,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
+use super::key::key_of;
+use super::sql::execution_by_id;
 use super::{ExecutionStatus, MemoryCache, StoreError, lock};
 
 /// A read query run on the writer's connection (`:memory:` stores only).
@@ -361,6 +363,9 @@ pub(crate) struct Writer {
     pub(crate) commits: Arc<AtomicU64>,
     pub(crate) failed_writes: Arc<AtomicU64>,
     pub(crate) memory: Arc<MemoryCache>,
+    /// The lowest negative key an execution is stored under, 0 while there is
+    /// none (see [`insert_execution`]).
+    pub(crate) lowest_key: i64,
 }
 
 impl Writer {
@@ -391,7 +396,7 @@ impl Writer {
             outcomes.resize_with(writes.len(), || Ok(true));
             Ok(())
         } else {
-            let result = apply_all(&self.conn, &writes, &mut outcomes);
+            let result = apply_all(&self.conn, &mut self.lowest_key, &writes, &mut outcomes);
             if result.is_ok() {
                 self.commits.fetch_add(1, Ordering::Relaxed);
             }
@@ -432,6 +437,7 @@ impl Writer {
 /// (I/O, disk full) or a failed COMMIT fails the whole batch.
 fn apply_all(
     conn: &Connection,
+    lowest_key: &mut i64,
     writes: &[(Write, Ack)],
     outcomes: &mut Vec<Result<bool, StoreError>>,
 ) -> Result<(), StoreError> {
@@ -458,7 +464,7 @@ fn apply_all(
                 if completes.get(execution_id.as_str()).is_some_and(|c| *c > i) =>
             {
                 let complete = completes[execution_id.as_str()];
-                let outcome = insert_completed(&tx, write, &writes[complete].0);
+                let outcome = insert_completed(&tx, lowest_key, write, &writes[complete].0);
                 // A start that failed (a duplicate id) takes its completion
                 // with it: that must not complete the other execution.
                 folded.insert(complete, outcome.clone());
@@ -467,7 +473,7 @@ fn apply_all(
             // Several statements: all or nothing.
             Write::RemoveAgent { .. } => {
                 tx.execute_batch("SAVEPOINT remove_agent")?;
-                let outcome = apply(&tx, write);
+                let outcome = apply(&tx, lowest_key, write);
                 let end = match outcome {
                     Ok(_) => "RELEASE remove_agent",
                     Err(_) => "ROLLBACK TO remove_agent; RELEASE remove_agent",
@@ -479,7 +485,7 @@ fn apply_all(
                 }
             }
             // One statement: SQLite makes it atomic by itself.
-            _ => apply(&tx, write),
+            _ => apply(&tx, lowest_key, write),
         };
         if outcome.is_err() && tx.is_autocommit() {
             // SQLite rolled the whole transaction back (I/O error, disk full…).
@@ -528,7 +534,12 @@ impl Drop for Batch<'_> {
 }
 
 /// Insert an execution that starts and completes in the same batch.
-fn insert_completed(conn: &Connection, start: &Write, complete: &Write) -> Result<bool, StoreError> {
+fn insert_completed(
+    conn: &Connection,
+    lowest_key: &mut i64,
+    start: &Write,
+    complete: &Write,
+) -> Result<bool, StoreError> {
     let (
         Write::StartExecution {
             execution_id,
@@ -546,34 +557,114 @@ fn insert_completed(conn: &Connection, start: &Write, complete: &Write) -> Resul
         },
     ) = (start, complete)
     else {
-        return apply(conn, start);
+        return apply(conn, lowest_key, start);
     };
-    let inserted = conn
-        .prepare_cached(
-            "INSERT INTO executions (execution_id, agent_id, request_id, status, results, error,
-                 error_code, started_at_ms, completed_at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-             ON CONFLICT (execution_id) DO NOTHING",
-        )?
-        .execute(params![
-            execution_id,
+    let completed = NewExecution {
+        status: status.as_str(),
+        results: Some(results),
+        error: error.as_deref(),
+        error_code: error_code.as_deref(),
+        completed_at_ms: Some(*completed_at),
+        ..NewExecution::running(execution_id, agent_id, request_id.as_deref(), *started_at)
+    };
+    insert_execution(conn, lowest_key, &completed)
+}
+
+/// A new execution's row.
+struct NewExecution<'a> {
+    id: &'a str,
+    agent_id: &'a str,
+    request_id: Option<&'a str>,
+    status: &'a str,
+    results: Option<&'a str>,
+    error: Option<&'a str>,
+    error_code: Option<&'a str>,
+    started_at_ms: i64,
+    completed_at_ms: Option<i64>,
+}
+
+impl<'a> NewExecution<'a> {
+    /// The row a start writes: `running`, nothing else known yet.
+    fn running(id: &'a str, agent_id: &'a str, request_id: Option<&'a str>, started_at_ms: i64) -> Self {
+        NewExecution {
+            id,
             agent_id,
             request_id,
-            status.as_str(),
-            results,
-            error,
-            error_code,
-            started_at,
-            completed_at
-        ])?;
-    if inserted == 0 {
-        return Err(StoreError::DuplicateExecution(execution_id.clone()));
+            status: ExecutionStatus::Running.as_str(),
+            results: None,
+            error: None,
+            error_code: None,
+            started_at_ms,
+            completed_at_ms: None,
+        }
     }
+}
+
+/// Insert a new execution under the key its id carries (`key.rs`), or under
+/// a negative key below `lowest_key` when it carries none or another
+/// execution's id carries the same. `lowest_key` is the lowest negative key
+/// handed out (0 while there is none); after a failed batch it may be lower
+/// than any in the table, which only leaves a key unused.
+fn insert_execution(
+    conn: &Connection,
+    lowest_key: &mut i64,
+    row: &NewExecution<'_>,
+) -> Result<bool, StoreError> {
+    let duplicate = || StoreError::DuplicateExecution(row.id.to_owned());
+    let insert = |key: i64| -> Result<bool, StoreError> {
+        let inserted = conn
+            .prepare_cached(
+                "INSERT INTO executions (key, execution_id, agent_id, request_id, status, results, error,
+                     error_code, started_at_ms, completed_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT DO NOTHING",
+            )?
+            .execute(params![
+                key,
+                row.id,
+                row.agent_id,
+                row.request_id,
+                row.status,
+                row.results,
+                row.error,
+                row.error_code,
+                row.started_at_ms,
+                row.completed_at_ms
+            ])?;
+        Ok(inserted > 0)
+    };
+    // An id under a negative key would not collide with its own key's row.
+    if *lowest_key < 0
+        && conn
+            .prepare_cached("SELECT 1 FROM executions WHERE key < 0 AND execution_id = ?1")?
+            .exists([row.id])?
+    {
+        return Err(duplicate());
+    }
+    if let Some(key) = key_of(row.id) {
+        if insert(key)? {
+            return Ok(true);
+        }
+        let holder: String = conn
+            .prepare_cached("SELECT execution_id FROM executions WHERE key = ?1")?
+            .query_row([key], |row| row.get(0))?;
+        if holder == row.id {
+            return Err(duplicate());
+        }
+    }
+    let key = (*lowest_key)
+        .min(0)
+        .checked_sub(1)
+        .ok_or_else(|| StoreError::Database("no negative execution key is left".to_owned()))?;
+    if !insert(key)? {
+        return Err(duplicate());
+    }
+    *lowest_key = key;
     Ok(true)
 }
 
 /// Apply one write. `Ok(false)` only from `RemoveAgent` when there was no such agent.
-fn apply(conn: &Connection, write: &Write) -> Result<bool, StoreError> {
+fn apply(conn: &Connection, lowest_key: &mut i64, write: &Write) -> Result<bool, StoreError> {
     match write {
         Write::UpsertAgent {
             id,
@@ -607,17 +698,8 @@ fn apply(conn: &Connection, write: &Write) -> Result<bool, StoreError> {
             request_id,
             at_ms,
         } => {
-            let inserted = conn
-                .prepare_cached(
-                    "INSERT INTO executions (execution_id, agent_id, request_id, status, started_at_ms)
-                     VALUES (?1, ?2, ?3, 'running', ?4)
-                     ON CONFLICT (execution_id) DO NOTHING",
-                )?
-                .execute(params![execution_id, agent_id, request_id, at_ms])?;
-            if inserted == 0 {
-                return Err(StoreError::DuplicateExecution(execution_id.clone()));
-            }
-            Ok(true)
+            let running = NewExecution::running(execution_id, agent_id, request_id.as_deref(), *at_ms);
+            insert_execution(conn, lowest_key, &running)
         }
         Write::Progress {
             execution_id,
@@ -647,13 +729,16 @@ fn apply(conn: &Connection, write: &Write) -> Result<bool, StoreError> {
             error_code,
             at_ms,
         } => {
+            let key = key_of(execution_id).unwrap_or(0);
             let updated = conn
-                .prepare_cached(
-                    "UPDATE executions SET status = ?2, results = ?3, error = ?4, error_code = ?5,
-                         completed_at_ms = ?6
-                     WHERE execution_id = ?1 AND status = 'running'",
-                )?
+                .prepare_cached(concat!(
+                    "UPDATE executions SET status = ?3, results = ?4, error = ?5, error_code = ?6,
+                         completed_at_ms = ?7
+                     WHERE status = 'running' AND ",
+                    execution_by_id!()
+                ))?
                 .execute(params![
+                    key,
                     execution_id,
                     status.as_str(),
                     results,
@@ -663,12 +748,12 @@ fn apply(conn: &Connection, write: &Write) -> Result<bool, StoreError> {
                 ])?;
             if updated == 0 {
                 let exists = conn
-                    .prepare_cached("SELECT 1 FROM executions WHERE execution_id = ?1")?
-                    .query_row([execution_id], |_| Ok(()))
-                    .optional()?;
-                return Err(match exists {
-                    Some(()) => StoreError::AlreadyCompleted(execution_id.clone()),
-                    None => StoreError::ExecutionNotFound(execution_id.clone()),
+                    .prepare_cached(concat!("SELECT 1 FROM executions WHERE ", execution_by_id!()))?
+                    .exists(params![key, execution_id])?;
+                return Err(if exists {
+                    StoreError::AlreadyCompleted(execution_id.clone())
+                } else {
+                    StoreError::ExecutionNotFound(execution_id.clone())
                 });
             }
             Ok(true)
@@ -764,7 +849,7 @@ mod tests {
         };
         let none = |write: Write| (write, Ack::None);
         let mut outcomes = Vec::new();
-        apply_all(&conn, &[none(agent("a")), none(chat("a"))], &mut outcomes).unwrap();
+        apply_all(&conn, &mut 0, &[none(agent("a")), none(chat("a"))], &mut outcomes).unwrap();
         // The remove's last statement fails, after its first has deleted the agent.
         conn.execute_batch(
             "CREATE TRIGGER keep_chat BEFORE DELETE ON chat BEGIN SELECT RAISE(ABORT, 'kept'); END",
@@ -775,7 +860,7 @@ mod tests {
             generation: 0,
         };
         let mut outcomes = Vec::new();
-        apply_all(&conn, &[none(remove), none(agent("b"))], &mut outcomes).unwrap();
+        apply_all(&conn, &mut 0, &[none(remove), none(agent("b"))], &mut outcomes).unwrap();
         assert!(outcomes[0].is_err(), "the remove failed: {:?}", outcomes[0]);
         assert!(outcomes[1].is_ok());
         let agents: Vec<String> = conn
