@@ -394,12 +394,15 @@ pub(crate) fn recover_interrupted(conn: &mut Connection, now_ms: i64) -> Result<
 /// The lowest negative key executions are stored under (0 when none is) and
 /// the highest key (0 when none is positive).
 pub(crate) fn execution_keys(conn: &Connection) -> Result<(i64, i64), StoreError> {
-    Ok(conn.query_row(
-        "SELECT min(0, coalesce(min(key), 0)), max(0, coalesce(max(key), 0)) FROM executions",
-        [],
-        |row| Ok((row.get(0)?, row.get(1)?)),
-    )?)
+    let key = |sql: &str| conn.query_row(sql, [], |row| row.get::<_, i64>(0));
+    Ok((key(LOWEST_KEY)?.min(0), key(HIGHEST_KEY)?.max(0)))
 }
+
+/// One aggregate a statement: SQLite then reads one end of the table, where
+/// `min` and `max` together read all of it.
+const LOWEST_KEY: &str = "SELECT coalesce(min(key), 0) FROM executions";
+/// See [`LOWEST_KEY`].
+const HIGHEST_KEY: &str = "SELECT coalesce(max(key), 0) FROM executions";
 
 // ---------------------------------------------------------------------------
 // Decoding helpers: stored data that does not decode is a typed error.
@@ -653,16 +656,22 @@ pub(crate) fn memory_get(conn: &Connection, agent_id: &str, key: &str) -> Result
 mod tests {
     use super::*;
 
+    /// What SQLite plans for `sql` (parameters bound to 1 and 2).
+    fn plan(conn: &Connection, sql: &str) -> String {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let params: &[i64] = &[1, 2][..stmt.parameter_count()];
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(params), |row| row.get::<_, String>(3))
+            .unwrap();
+        rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
+    }
+
     /// Every lookup by id goes to the row by its key, or through the partial
     /// index on the other ids: none scans the executions.
     #[test]
     fn lookups_by_id_never_scan_the_executions() {
         let conn = open_writer(":memory:", true, Durability::Normal).unwrap();
-        let plan = |sql: &str| -> String {
-            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-            let rows = stmt.query_map([1, 2], |row| row.get::<_, String>(3)).unwrap();
-            rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
-        };
+        let plan = |sql: &str| plan(&conn, sql);
         for sql in [
             concat!("SELECT results FROM executions WHERE ", execution_by_id!()),
             concat!(
@@ -675,6 +684,27 @@ mod tests {
             assert!(plan.contains("INTEGER PRIMARY KEY"), "{sql}: {plan}");
             assert!(plan.contains("executions_by_other_id"), "{sql}: {plan}");
         }
+    }
+
+    /// Opening a store reads the executions' lowest and highest keys from the
+    /// ends of the table, not by reading all of it.
+    #[test]
+    fn the_key_range_is_read_from_the_ends_of_the_table() {
+        let conn = open_writer(":memory:", true, Durability::Normal).unwrap();
+        for sql in [LOWEST_KEY, HIGHEST_KEY] {
+            let plan = plan(&conn, sql);
+            assert!(plan.starts_with("SEARCH executions"), "{sql}: {plan}");
+        }
+        assert_eq!(execution_keys(&conn).unwrap(), (0, 0));
+        conn.execute_batch(
+            "INSERT INTO executions (key, execution_id, agent_id, status, started_at_ms)
+             VALUES (-3, 'a', 'x', 'running', 1), (-1, 'b', 'x', 'running', 1), (7, 'c', 'x', 'running', 1)",
+        )
+        .unwrap();
+        assert_eq!(execution_keys(&conn).unwrap(), (-3, 7));
+        conn.execute_batch("DELETE FROM executions WHERE key > 0")
+            .unwrap();
+        assert_eq!(execution_keys(&conn).unwrap(), (-3, 0));
     }
 
     /// A file store's writer, with a table for rows of 1,000 bytes (a commit
