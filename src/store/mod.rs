@@ -45,9 +45,9 @@
 //!   one `pwrite` instead of two per page; everything else is SQLite's default
 //!   VFS.
 //! - **Executions are stored under the key their id carries.** The ids of
-//!   [`new_execution_id`] are UUIDv7 whose first 63 bits (the time and a
-//!   per-millisecond counter) are the row's key, so the table needs no index on
-//!   the id, and a commit writes one b-tree instead of two. Other ids, and a
+//!   [`new_execution_id`] are UUIDv7 whose 48-bit time and the 15-bit
+//!   per-millisecond counter after it are the row's key, so the table needs no
+//!   index on the id, and a commit writes one b-tree instead of two. Other ids, and a
 //!   schema-1 file's rows (migrated when opened), are stored under negative
 //!   keys and found through a partial index on their ids only (`key.rs`).
 //! - **Durability.** [`Durability::Full`] (the default) is `synchronous=FULL`: a
