@@ -11,7 +11,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use serde_json::Value;
 
-use super::key::key_of;
+use super::key::lookup_key;
 use super::{ChatEntry, Durability, ExecutionRecord, ExecutionStatus, StoreError, StoredAgent};
 use crate::protocol::{ActionResult, ErrorCode};
 
@@ -133,7 +133,7 @@ DROP TABLE executions_v1;
 ";
 
 /// The condition that finds the execution whose id is `?2` and whose id
-/// carries the key `?1` (0 when it carries none): under its own key, or,
+/// carries the key `?1` (`key::lookup_key`): under its own key, or,
 /// for a row stored under a negative key, through the partial index.
 macro_rules! execution_by_id {
     () => {
@@ -505,7 +505,7 @@ pub(crate) fn get_execution(
              FROM executions e WHERE ",
             execution_by_id!()
         ))?
-        .query_row(params![key_of(execution_id).unwrap_or(0), execution_id], |row| {
+        .query_row(params![lookup_key(execution_id), execution_id], |row| {
             Ok(ExecutionRow {
                 execution_id: row.get(0)?,
                 agent_id: row.get(1)?,
@@ -570,9 +570,7 @@ pub(crate) fn progress_after(
             "SELECT results FROM executions WHERE status IN ('succeeded', 'failed') AND ",
             execution_by_id!()
         ))?
-        .query_row(params![key_of(execution_id).unwrap_or(0), execution_id], |row| {
-            row.get(0)
-        })
+        .query_row(params![lookup_key(execution_id), execution_id], |row| row.get(0))
         .optional()?;
     if let Some(Some(results)) = completed {
         let what = format!("the results of execution {execution_id}");

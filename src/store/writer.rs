@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
-use super::key::key_of;
+use super::key::{key_of, lookup_key};
 use super::sql::execution_by_id;
 use super::{ExecutionStatus, MemoryCache, StoreError, lock};
 
@@ -729,7 +729,7 @@ fn apply(conn: &Connection, lowest_key: &mut i64, write: &Write) -> Result<bool,
             error_code,
             at_ms,
         } => {
-            let key = key_of(execution_id).unwrap_or(0);
+            let key = lookup_key(execution_id);
             let updated = conn
                 .prepare_cached(concat!(
                     "UPDATE executions SET status = ?3, results = ?4, error = ?5, error_code = ?6,
