@@ -828,6 +828,51 @@ async fn new_ids_are_stored_under_the_key_they_carry() {
     assert_eq!(indexed, 0, "no row needed the index on the id");
 }
 
+/// The query the README gives operators for `sqlite3`: an id's first 12 hex
+/// digits, as a hex literal, bound its key; rows under negative keys are
+/// found through the partial index. It finds each row, and reads neither the
+/// whole table nor another execution's row.
+#[tokio::test]
+async fn operators_find_an_execution_by_id_in_sqlite3_without_a_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_normal(dir.path());
+    let first = agentwire::store::new_execution_id();
+    let twin = same_key_other_id(&first);
+    let other = agentwire::store::new_execution_id();
+    for (id, agent) in [(&first, "a1"), (&twin, "a2"), (&other, "a3")] {
+        store
+            .record_execution(id, agent, None, &succeeded(1))
+            .await
+            .unwrap();
+    }
+    drop(store);
+
+    let conn = raw(dir.path());
+    for (id, agent) in [(&first, "a1"), (&twin, "a2"), (&other, "a3")] {
+        let ms = format!("0x{}{}", &id[..8], &id[9..13]);
+        let sql = format!(
+            "SELECT agent_id FROM executions WHERE execution_id = '{id}' \
+             AND (key BETWEEN {ms} << 15 AND {ms} << 15 | 32767 OR key < 0)"
+        );
+        let found: Vec<String> = conn
+            .prepare(&sql)
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(found, [agent], "{sql}");
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap()
+            .query_map([], |row| row.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(plan.iter().all(|step| !step.contains("SCAN")), "{sql}: {plan:?}");
+    }
+}
+
 /// Ids that carry no key, or a key another execution holds, are stored
 /// under negative keys and found all the same; a duplicate of either kind
 /// is refused.
