@@ -52,7 +52,8 @@
 //!   keys and found through a partial index on their ids only (`key.rs`).
 //! - **Durability.** [`Durability::Full`] (the default) is `synchronous=FULL`: a
 //!   resolved [`WriteAck`] survives power loss. [`Durability::Normal`] survives a
-//!   crash of the process only, and is faster on slow disks.
+//!   crash of the process; a power loss may lose the last commits, but leaves
+//!   the database consistent. It is faster on slow disks.
 //! - **Crash recovery.** Opening a store marks every execution still `running`
 //!   as `interrupted` (failed, `error_code: "interrupted"`, the progress recorded
 //!   so far as its results) and returns how many.
@@ -357,7 +358,8 @@ pub enum Durability {
     /// `synchronous=FULL`: every commit is fsynced; survives power loss.
     #[default]
     Full,
-    /// `synchronous=NORMAL`: survives a crash of the process, not of the machine.
+    /// `synchronous=NORMAL`: survives a crash of the process; a crash of the
+    /// machine may lose the last commits, but leaves the database consistent.
     Normal,
 }
 
