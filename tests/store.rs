@@ -839,7 +839,8 @@ async fn operators_find_an_execution_by_id_in_sqlite3_without_a_scan() {
     let first = agentwire::store::new_execution_id();
     let twin = same_key_other_id(&first);
     let other = agentwire::store::new_execution_id();
-    for (id, agent) in [(&first, "a1"), (&twin, "a2"), (&other, "a3")] {
+    let stored = [(&first, "a1"), (&twin, "a2"), (&other, "a3")];
+    for (id, agent) in stored {
         store
             .record_execution(id, agent, None, &succeeded(1))
             .await
@@ -854,7 +855,7 @@ async fn operators_find_an_execution_by_id_in_sqlite3_without_a_scan() {
         let rows = statement.query_map([], |row| row.get(column)).unwrap();
         rows.collect::<Result<_, _>>().unwrap()
     };
-    for (id, agent) in [(&first, "a1"), (&twin, "a2"), (&other, "a3")] {
+    for (id, agent) in stored {
         let ms = format!("0x{}{}", &id[..8], &id[9..13]);
         let sql = format!(
             "SELECT agent_id FROM executions WHERE execution_id = '{id}' \
