@@ -11,7 +11,9 @@
 //! [`Mailbox`] instead. The thread delivers its mail whenever one of these
 //! tasks is polled, and before it sleeps. Only a wake that finds the thread
 //! asleep, or about to sleep, wakes it through Tokio, and only the first
-//! until it is awake again.
+//! until it is awake again: it wakes the thread's [`watch`](Mailbox::watch),
+//! which never ends, so the thread always wakes (the task a wake was meant
+//! for may have ended meanwhile, and waking it would wake nobody).
 
 use std::cell::{OnceCell, RefCell};
 use std::future::Future;
@@ -20,7 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
-use futures_util::task::{ArcWake, waker_ref};
+use futures_util::task::{ArcWake, AtomicWaker, waker_ref};
 
 /// The thread runs, and will look at its mail before it sleeps.
 const AWAKE: u8 = 0;
@@ -36,6 +38,8 @@ pub(crate) struct Mailbox {
     has_mail: AtomicBool,
     /// [`AWAKE`], [`PARKED`] or [`NUDGED`].
     state: AtomicU8,
+    /// Wakes the thread's [`watch`](Mailbox::watch).
+    watcher: AtomicWaker,
     /// How many times a wake woke the thread.
     #[cfg(test)]
     nudges: std::sync::atomic::AtomicU64,
@@ -66,6 +70,7 @@ impl Mailbox {
             mail: Mutex::new(Mail::default()),
             has_mail: AtomicBool::new(false),
             state: AtomicU8::new(AWAKE),
+            watcher: AtomicWaker::new(),
             #[cfg(test)]
             nudges: Default::default(),
         })
@@ -97,13 +102,9 @@ impl Mailbox {
             .compare_exchange(PARKED, NUDGED, Ordering::SeqCst, Ordering::Relaxed)
             .is_ok()
         {
-            // Wake one task through Tokio; awake, the thread delivers the rest.
             #[cfg(test)]
             self.nudges.fetch_add(1, Ordering::Relaxed);
-            let first = lock(&self.mail).wakers.pop();
-            if let Some(first) = first {
-                first.wake();
-            }
+            self.watcher.wake();
         }
     }
 
@@ -133,6 +134,19 @@ impl Mailbox {
     /// The thread woke (Tokio's `on_thread_unpark`).
     pub(crate) fn awake(&self) {
         self.state.store(AWAKE, Ordering::SeqCst);
+    }
+
+    /// Run on the thread beside its tasks (it never ends): what wakes it when
+    /// it sleeps with mail, and delivers the mail.
+    pub(crate) async fn watch(&self) {
+        std::future::poll_fn(|cx| {
+            self.watcher.register(cx.waker());
+            if self.has_mail.load(Ordering::SeqCst) {
+                self.deliver();
+            }
+            Poll::<()>::Pending
+        })
+        .await
     }
 
     /// The thread is ending: wake whatever is left, and every later wake
@@ -303,6 +317,30 @@ mod tests {
             "a sleeping thread was woken {nudges} times"
         );
         assert!(!mailbox.has_mail.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn a_sleeping_thread_wakes_even_when_the_first_wake_is_for_an_ended_task() {
+        let shards = Shards::start(1, false).unwrap();
+        let io = shards.next();
+        // A task that keeps its waker and ends.
+        let kept = Arc::new(Mutex::new(None::<Waker>));
+        finish(io.spawn(Relayed::new({
+            let kept = kept.clone();
+            std::future::poll_fn(move |cx| {
+                *kept.lock().unwrap() = Some(cx.waker().clone());
+                Poll::Ready(())
+            })
+        })))
+        .unwrap();
+        let (tx, rx) = oneshot::channel::<u32>();
+        let waiting = io.spawn(Relayed::new(rx));
+        // Let the thread go to sleep, then wake the ended task first: that
+        // wake is the one that finds the thread asleep.
+        std::thread::sleep(Duration::from_millis(50));
+        kept.lock().unwrap().take().expect("kept").wake();
+        tx.send(7).unwrap();
+        assert_eq!(finish(waiting).unwrap(), Ok(7));
     }
 
     #[test]

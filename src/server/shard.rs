@@ -147,6 +147,7 @@ impl Shards {
                             tokio::select! {
                                 _ = stop.cancelled() => {}
                                 _ = poll_while_lone(&unparked) => {}
+                                _ = mailbox.watch() => {}
                             }
                         });
                         mailbox.close();
