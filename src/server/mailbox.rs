@@ -122,13 +122,18 @@ impl Mailbox {
         SPARE.set(wakers);
     }
 
+    /// [`deliver`](Mailbox::deliver), if there is mail.
+    fn deliver_any(&self) {
+        if self.has_mail.load(Ordering::SeqCst) {
+            self.deliver();
+        }
+    }
+
     /// The thread is about to sleep (Tokio's `on_thread_park`). A task woken
     /// here keeps it from sleeping.
     pub(crate) fn parking(&self) {
         self.state.store(PARKED, Ordering::SeqCst);
-        if self.has_mail.load(Ordering::SeqCst) {
-            self.deliver();
-        }
+        self.deliver_any();
     }
 
     /// The thread woke (Tokio's `on_thread_unpark`).
@@ -141,9 +146,7 @@ impl Mailbox {
     pub(crate) async fn watch(&self) {
         std::future::poll_fn(|cx| {
             self.watcher.register(cx.waker());
-            if self.has_mail.load(Ordering::SeqCst) {
-                self.deliver();
-            }
+            self.deliver_any();
             Poll::<()>::Pending
         })
         .await
@@ -167,10 +170,8 @@ impl Mailbox {
 /// Deliver the calling I/O thread's mail, if it has any.
 pub(crate) fn deliver_here() {
     HOME.with(|home| {
-        if let Some(home) = home.get()
-            && home.has_mail.load(Ordering::Relaxed)
-        {
-            home.deliver();
+        if let Some(home) = home.get() {
+            home.deliver_any();
         }
     });
 }
@@ -221,9 +222,7 @@ impl<F: Future> Future for Relayed<F> {
             let Some(home) = home.get() else {
                 return this.future.poll(cx);
             };
-            if home.has_mail.load(Ordering::Relaxed) {
-                home.deliver();
-            }
+            home.deliver_any();
             let current = this
                 .relay
                 .as_ref()
