@@ -8,8 +8,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use super::Shared;
 use super::connection::ConnState;
-use super::{Shared, mailbox};
 use crate::protocol::{
     AgentResponseEnd, AgentResponseError, AgentResponseStart, ChatCommand, CommandResponse, ServerMessage,
     UserMessage,
@@ -52,7 +52,7 @@ fn join(shared: &Shared, conn: &Arc<ConnState>, agent_id: &str) {
     }
     let mut steps = shared.room(agent_id).subscribe();
     let outbox = conn.outbox.clone();
-    let forwarder = mailbox::spawn(async move {
+    let forwarder = tokio::spawn(async move {
         loop {
             match steps.recv().await {
                 Ok(frame) => {
@@ -146,7 +146,7 @@ pub(crate) async fn user_message(shared: &Arc<Shared>, conn: &Arc<ConnState>, me
     join(shared, conn, &agent_id);
     let room = shared.room(&agent_id);
     let shared = shared.clone();
-    mailbox::spawn(async move {
+    tokio::spawn(async move {
         // One step at a time per agent: ordering and no clobbered state.
         let _step = agent.step_lock.lock().await;
         shared.metrics.chat_step();

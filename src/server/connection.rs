@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
-use super::{Shared, chat, execute, http, mailbox};
+use super::{Shared, chat, execute, http};
 use crate::protocol::{
     ClientMessage, DecodeError, ErrorCode, ErrorData, HelloResponse, PROTOCOL_VERSION, ServerError,
     ServerMessage,
@@ -332,7 +332,7 @@ async fn session(
     let outbox = Outbox::new();
     let counters = shared.clone();
     let queue = outbox.clone();
-    let writer = mailbox::spawn(async move {
+    let writer = tokio::spawn(async move {
         // Whatever ends the writer, senders hear it.
         struct Closing(Outbox);
         impl Drop for Closing {

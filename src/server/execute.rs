@@ -7,7 +7,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 
 use super::connection::ConnState;
-use super::{ExecutionOutcome, Shared, mailbox};
+use super::{ExecutionOutcome, Shared};
 use crate::protocol::{
     ActionResult, CancelRequest, ErrorCode, ErrorData, ExecuteRequest, ExecutionFailed, ExecutionProgress,
     ExecutionResponse, ExecutionStarted, ExecutionSucceeded, GetExecutionRequest, ServerMessage,
@@ -206,7 +206,7 @@ pub(crate) async fn start(shared: &Arc<Shared>, conn: &Arc<ConnState>, request: 
         if instant.instant.load(std::sync::atomic::Ordering::Relaxed) {
             execution.await;
         } else {
-            mailbox::spawn(execution);
+            tokio::spawn(execution);
         }
     }
 }
@@ -465,7 +465,7 @@ pub(crate) async fn get(shared: &Arc<Shared>, conn: &Arc<ConnState>, request: Ge
         .cloned();
     let shared = shared.clone();
     let conn = conn.clone();
-    mailbox::spawn(async move {
+    tokio::spawn(async move {
         match live {
             Some(live) => {
                 if !follow(&conn, &request, &live).await {

@@ -2,7 +2,6 @@
 //!
 //! - [`Server`]: the accept loop and shared state (agents, live executions, chat rooms);
 //! - `shard`: the I/O threads the accepted connections are spread over;
-//! - `mailbox`: wakes from other threads, handed to an I/O thread in batches;
 //! - `connection`: one client's frames in and out;
 //! - `execute`: `websocket_execution`/`execute`, `cancel`, `get_execution`;
 //! - `chat`: `command` and `user_message`;
@@ -13,7 +12,6 @@ mod chat;
 mod connection;
 mod execute;
 mod http;
-mod mailbox;
 mod metrics;
 mod shard;
 
@@ -387,7 +385,7 @@ impl Server {
                                 continue;
                             }
                         };
-                        shards.next().spawn(mailbox::Relayed::new(tasks.track_future(
+                        shards.next().spawn(tasks.track_future(
                             async move {
                                 let stream = match TcpStream::from_std(stream) {
                                     Ok(stream) => stream,
@@ -398,7 +396,7 @@ impl Server {
                                 }
                             }
                             .instrument(span),
-                        )));
+                        ));
                     }
                     Err(e) => {
                         // Out of file descriptors, most likely: back off instead of spinning.

@@ -19,10 +19,6 @@
 //! microseconds, the larger part of a lone client's round trip. Once two
 //! connections or more are active on the thread it never polls: the CPU then
 //! does more good serving them than spinning.
-//!
-//! Each thread has a [`Mailbox`]: what other threads wake among its tasks
-//! (the store's committer acknowledging a write, most often) waits there
-//! until the thread looks, instead of costing a system call per wake.
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -33,8 +29,6 @@ use std::time::{Duration, Instant};
 use futures_util::task::AtomicWaker;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
-
-use super::mailbox::{self, Mailbox};
 
 /// How long a thread polls after its lone connection's last message.
 const POLL_FOR: Duration = Duration::from_micros(200);
@@ -119,13 +113,9 @@ impl Shards {
         for n in 0..count {
             let unparked = Arc::new(Unparked::default());
             let on_unpark = unparked.clone();
-            let mailbox = Mailbox::new();
-            let (on_park, on_wake) = (mailbox.clone(), mailbox.clone());
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
-                .on_thread_park(move || on_park.parking())
                 .on_thread_unpark(move || {
-                    on_wake.awake();
                     on_unpark.flag.store(true, Ordering::Relaxed);
                     on_unpark.waker.wake();
                 })
@@ -142,15 +132,12 @@ impl Shards {
                         {
                             tracing::warn!("I/O thread {n}: cannot pin it to CPU {}", cpu.id);
                         }
-                        mailbox.make_home();
                         runtime.block_on(async {
                             tokio::select! {
                                 _ = stop.cancelled() => {}
                                 _ = poll_while_lone(&unparked) => {}
-                                _ = mailbox.watch() => {}
                             }
-                        });
-                        mailbox.close();
+                        })
                     })?,
             );
         }
@@ -196,8 +183,6 @@ impl Drop for Shards {
 async fn poll_while_lone(unparked: &Unparked) {
     loop {
         while lone_and_recent(Instant::now()) {
-            // The runtime does not sleep meanwhile: its mail is delivered here.
-            mailbox::deliver_here();
             std::thread::yield_now();
             tokio::task::yield_now().await;
         }
