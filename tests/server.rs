@@ -284,6 +284,36 @@ async fn healthz_and_metrics_share_the_websocket_port() {
     assert!(matches!(recv(&mut ws).await, ServerMessage::Pong));
 }
 
+/// The gauge of running executions counts one while it runs, instant or
+/// not, and nothing once it has answered.
+#[tokio::test]
+async fn the_running_gauge_counts_executions_until_they_answer() {
+    let (url, _stop, _task) = start(":memory:").await;
+    let running = async || {
+        let metrics = http_get(&url, "/metrics").await;
+        let body = metrics.split("\r\n\r\n").nth(1).unwrap().to_owned();
+        body.lines()
+            .find_map(|l| l.strip_prefix("agentwire_executions_running "))
+            .unwrap_or_else(|| panic!("no gauge in\n{body}"))
+            .to_owned()
+    };
+    let mut ws = connect(&url).await;
+    send(
+        &mut ws,
+        r#"{"type":"execute","agent_id":"slow","request_id":"s"}"#,
+    )
+    .await;
+    assert!(!response(recv(&mut ws).await).is_completed());
+    assert_eq!(running().await, "1");
+    send(&mut ws, r#"{"type":"execute","agent_id":"instant"}"#).await;
+    assert!(!response(recv(&mut ws).await).is_completed());
+    assert!(response(recv(&mut ws).await).is_completed());
+    assert_eq!(running().await, "1", "the instant execution is still counted");
+    send(&mut ws, r#"{"type":"cancel","request_id":"s"}"#).await;
+    assert!(response(recv(&mut ws).await).is_completed());
+    assert_eq!(running().await, "0");
+}
+
 #[tokio::test]
 async fn a_follow_does_not_hold_up_the_connection_and_a_close_is_answered_at_once() {
     let (url, _stop, _task) = start(":memory:").await;

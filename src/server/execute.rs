@@ -19,9 +19,13 @@ use crate::store::Outcome;
 pub struct LiveExecution {
     agent_id: String,
     cancel: CancellationToken,
-    /// Its run ended within the first poll (`Unannounced::Instant`): what is
-    /// left (recording it, answering) is short, and done on the connection's task.
-    instant: std::sync::atomic::AtomicBool,
+    /// In [`Shared::live`], where followers and `cancel` find it: set when its
+    /// run outlives the first poll. An instant run is never listed: nobody
+    /// knows its id before `started`, which goes out once the whole execution
+    /// is committed, and from then on the store answers for it. What is left
+    /// of an instant run (recording it, answering) is short, and done on the
+    /// connection's task.
+    listed: std::sync::atomic::AtomicBool,
     /// Every event so far and the channel for the next ones, under one lock so
     /// that a follower neither misses nor repeats one.
     log: Mutex<Log>,
@@ -35,6 +39,20 @@ struct Log {
 }
 
 impl LiveExecution {
+    /// Put it in the live table, under `execution_id`.
+    fn list(self: &Arc<Self>, shared: &Shared, execution_id: &str) {
+        self.listed.store(true, std::sync::atomic::Ordering::Relaxed);
+        shared
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(execution_id.to_owned(), self.clone());
+    }
+
+    fn is_listed(&self) -> bool {
+        self.listed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn log(&self) -> std::sync::MutexGuard<'_, Log> {
         self.log.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -101,27 +119,29 @@ pub(crate) async fn start(shared: &Arc<Shared>, conn: &Arc<ConnState>, request: 
     let live = Arc::new(LiveExecution {
         agent_id: request.agent_id.clone(),
         cancel: CancellationToken::new(),
-        instant: std::sync::atomic::AtomicBool::new(false),
+        listed: std::sync::atomic::AtomicBool::new(false),
         log: Mutex::new(Log {
             progress: Vec::new(),
             completed: None,
             next: None,
         }),
     });
-    shared
-        .live
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(execution_id.clone(), live.clone());
     let shared = shared.clone();
     let conn = conn.clone();
     let began = std::time::Instant::now();
-    let instant = live.clone();
+    let listed = live.clone();
     let mut execution = Box::pin(async move {
+        let _running = Running::new(&shared);
         // The start could not be recorded: the client hears an error instead.
         let start_failed = async |e: crate::store::StoreError| {
             tracing::error!(%execution_id, "could not record the execution's start: {e}");
-            forget(&shared, &conn, &execution_id, request.request_id.as_deref());
+            forget(
+                &shared,
+                &conn,
+                &live,
+                &execution_id,
+                request.request_id.as_deref(),
+            );
             let error = ErrorData::new(
                 ErrorCode::InternalError,
                 format!("could not record the execution: {e}"),
@@ -136,9 +156,6 @@ pub(crate) async fn start(shared: &Arc<Shared>, conn: &Arc<ConnState>, request: 
                 return;
             }
         };
-        if matches!(unannounced, Unannounced::Instant(_)) {
-            live.instant.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
         let label = match &outcome {
             Outcome::Succeeded { .. } => ExecutionOutcome::Succeeded,
             Outcome::Failed {
@@ -191,8 +208,16 @@ pub(crate) async fn start(shared: &Arc<Shared>, conn: &Arc<ConnState>, request: 
         };
         let completed = ServerMessage::execution_response(response);
         let text = Utf8Bytes::from(completed.encode());
-        live.publish_completed(completed);
-        forget(&shared, &conn, &execution_id, request.request_id.as_deref());
+        if live.is_listed() {
+            live.publish_completed(completed);
+        }
+        forget(
+            &shared,
+            &conn,
+            &live,
+            &execution_id,
+            request.request_id.as_deref(),
+        );
         conn.outbox.send_text(text).await;
         drop(permit);
     });
@@ -203,10 +228,10 @@ pub(crate) async fn start(shared: &Arc<Shared>, conn: &Arc<ConnState>, request: 
     // connection's reader, so that it never stalls the next request.
     let first = std::future::poll_fn(|cx| std::task::Poll::Ready(execution.as_mut().poll(cx))).await;
     if first.is_pending() {
-        if instant.instant.load(std::sync::atomic::Ordering::Relaxed) {
-            execution.await;
-        } else {
+        if listed.is_listed() {
             tokio::spawn(execution);
+        } else {
+            execution.await;
         }
     }
 }
@@ -231,14 +256,38 @@ fn response(request: &ExecuteRequest, execution_id: &str, outcome: Outcome) -> E
     }
 }
 
+/// Counts an execution in [`Shared::running`] until it is dropped.
+struct Running<'a>(&'a Shared);
+
+impl<'a> Running<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        shared.running.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Running(shared)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// The execution is over (or never began): drop it from the live table and
 /// free its `request_id` on the connection.
-fn forget(shared: &Shared, conn: &ConnState, execution_id: &str, request_id: Option<&str>) {
-    shared
-        .live
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(execution_id);
+fn forget(
+    shared: &Shared,
+    conn: &ConnState,
+    live: &LiveExecution,
+    execution_id: &str,
+    request_id: Option<&str>,
+) {
+    if live.is_listed() {
+        shared
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(execution_id);
+    }
     if let Some(request_id) = request_id {
         conn.requests
             .lock()
@@ -261,7 +310,7 @@ async fn run(
     conn: &ConnState,
     request: &ExecuteRequest,
     execution_id: &str,
-    live: &LiveExecution,
+    live: &Arc<LiveExecution>,
 ) -> Result<Run, crate::store::StoreError> {
     let queue_start = || {
         Box::pin(shared.store.start_execution_committed(
@@ -298,27 +347,28 @@ async fn run(
     );
     let mut results: Vec<ActionResult> = Vec::new();
     // Record an action; the message to send, when the client asked for progress.
-    // Progress rows keep what a running execution has done; an execution that
-    // finished within its first poll has its completion queued right behind
-    // its start, and the completion's results hold every action.
-    let mut persist_progress = true;
-    let record = |action: ActionResult, results: &mut Vec<ActionResult>, persist: bool| {
+    // A listed execution keeps what it has done in progress rows, and for its
+    // followers; an instant one has its completion queued right behind its
+    // start, and the completion's results hold every action.
+    let record = |action: ActionResult, results: &mut Vec<ActionResult>, listed: bool| {
         let seq = u32::try_from(results.len() + 1).unwrap_or(u32::MAX);
-        if persist {
-            shared.store.record_progress(execution_id, seq, &action);
-        }
-        results.push(action.clone());
-        let progress = ExecutionProgress::new(
-            execution_id,
-            &request.agent_id,
-            seq,
-            action,
-            request.request_id.clone(),
-        );
+        let progress = |action| {
+            ExecutionProgress::new(
+                execution_id,
+                &request.agent_id,
+                seq,
+                action,
+                request.request_id.clone(),
+            )
+        };
         let message = request
             .progress
-            .then(|| ServerMessage::execution_progress(progress.clone()));
-        live.publish_progress(progress);
+            .then(|| ServerMessage::execution_progress(progress(action.clone())));
+        if listed {
+            shared.store.record_progress(execution_id, seq, &action);
+            live.publish_progress(progress(action.clone()));
+        }
+        results.push(action);
         message
     };
     let mut runner = agent.runtime.execute(ctx);
@@ -329,9 +379,9 @@ async fn run(
     // with its completion, by the caller.
     let mut start = None;
     let finished = if let std::task::Poll::Ready(result) = first {
-        persist_progress = false;
         result
     } else {
+        live.list(shared, execution_id);
         let start = start.insert(queue_start());
         loop {
             tokio::select! {
@@ -362,7 +412,7 @@ async fn run(
     let mut late = Vec::new();
     while let Ok(event) = rx.try_recv() {
         if let AgentEvent::Action(action) = event
-            && let Some(message) = record(action, &mut results, persist_progress)
+            && let Some(message) = record(action, &mut results, live.is_listed())
         {
             late.push(message);
         }

@@ -151,7 +151,11 @@ pub(crate) struct Agent {
 pub(crate) struct Shared {
     pub store: Store,
     pub agents: RwLock<HashMap<String, Arc<Agent>>>,
+    /// The executions that outlived their first poll, which a follower or a
+    /// `cancel` may reach; an instant one is answered before it could be.
     pub live: Mutex<HashMap<String, Arc<LiveExecution>>>,
+    /// Executions accepted and not yet answered, instant ones included.
+    pub running: std::sync::atomic::AtomicUsize,
     pub rooms: Mutex<HashMap<String, broadcast::Sender<Utf8Bytes>>>,
     pub config: ServerConfig,
     pub created_agents: std::sync::atomic::AtomicU32,
@@ -168,7 +172,7 @@ pub(crate) struct Shared {
 impl Shared {
     /// How many executions are running now.
     pub fn running_executions(&self) -> usize {
-        self.live.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.running.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The agent with this id, or else with this name.
@@ -273,6 +277,7 @@ impl Server {
             store,
             agents: RwLock::new(HashMap::new()),
             live: Mutex::new(HashMap::new()),
+            running: std::sync::atomic::AtomicUsize::new(0),
             rooms: Mutex::new(HashMap::new()),
             created_agents: std::sync::atomic::AtomicU32::new(0),
             metrics: Metrics::default(),
