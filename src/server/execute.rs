@@ -49,6 +49,7 @@ impl LiveExecution {
             .insert(execution_id.to_owned(), self.clone());
     }
 
+    /// Whether it is in the live table.
     fn is_listed(&self) -> bool {
         self.listed.load(std::sync::atomic::Ordering::Relaxed)
     }
