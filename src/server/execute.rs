@@ -273,8 +273,8 @@ impl Drop for Running<'_> {
     }
 }
 
-/// The execution is over (or never began): drop it from the live table and
-/// free its `request_id` on the connection.
+/// The execution is over (or never began): drop it from the live table, if
+/// it was listed, and free its `request_id` on the connection.
 fn forget(
     shared: &Shared,
     conn: &ConnState,
