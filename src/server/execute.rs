@@ -133,16 +133,19 @@ pub(crate) async fn start(shared: &Arc<Shared>, conn: &Arc<ConnState>, request: 
     let listed = live.clone();
     let mut execution = Box::pin(async move {
         let _running = Running::new(&shared);
-        // The start could not be recorded: the client hears an error instead.
-        let start_failed = async |e: crate::store::StoreError| {
-            tracing::error!(%execution_id, "could not record the execution's start: {e}");
+        let forget = || {
             forget(
                 &shared,
                 &conn,
                 &live,
                 &execution_id,
                 request.request_id.as_deref(),
-            );
+            )
+        };
+        // The start could not be recorded: the client hears an error instead.
+        let start_failed = async |e: crate::store::StoreError| {
+            tracing::error!(%execution_id, "could not record the execution's start: {e}");
+            forget();
             let error = ErrorData::new(
                 ErrorCode::InternalError,
                 format!("could not record the execution: {e}"),
@@ -212,13 +215,7 @@ pub(crate) async fn start(shared: &Arc<Shared>, conn: &Arc<ConnState>, request: 
         if live.is_listed() {
             live.publish_completed(completed);
         }
-        forget(
-            &shared,
-            &conn,
-            &live,
-            &execution_id,
-            request.request_id.as_deref(),
-        );
+        forget();
         conn.outbox.send_text(text).await;
         drop(permit);
     });
