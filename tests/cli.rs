@@ -241,6 +241,34 @@ fn bench_exec_counts_every_execution_and_flags_an_answer_that_breaks_its_expecta
         );
     }
 
+    // With the server's pid: its CPU by thread, and the machine's idle time.
+    let pid = serve.child.id().to_string();
+    let output = agentwire()
+        .args(["bench", "exec", "--url", &serve.url, "--agent", "instant"])
+        .args([
+            "--requests",
+            "200",
+            "--expect-actions",
+            "2",
+            "--pid",
+            &pid,
+            "--json",
+        ])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("cpu per execution: server "), "{stdout}");
+    let figures = bench_figures(&json);
+    let threads = figures["server_thread_cores"].as_object().unwrap();
+    for name in ["agentwire-io-0", "agentwire-store", "agentwire-ckpt"] {
+        assert!(threads[name].as_f64().unwrap() >= 0.0, "{name}: {figures}");
+    }
+    let busy: f64 = threads.values().map(|cores| cores.as_f64().unwrap()).sum();
+    assert!(busy > 0.0, "200 executions took no CPU: {figures}");
+    assert!(figures["idle_cores"].as_f64().unwrap() >= 0.0, "{figures}");
+
     // Every `completed` carries 2 results, not 3: each one is a violation.
     let output = bench("1", "3");
     assert_eq!(output.status.code(), Some(1), "{output:?}");

@@ -18,7 +18,9 @@
 //!
 //! With `--pid`, `exec` and `fanout` also print the cores the server and the
 //! load generator used, and how long their threads waited to run (runnable,
-//! not running: `/proc/PID/task/*/schedstat`).
+//! not running: `/proc/PID/task/*/schedstat`); then the CPU time of each
+//! execution (or message) by the server's thread names, the load generator's,
+//! and the time the machine's CPUs sat idle for each (`/proc/stat`).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -321,6 +323,40 @@ fn run_delay_seconds(pid: &str) -> Option<f64> {
     Some(nanos as f64 / 1e9)
 }
 
+/// CPU time of each of a process's threads, by thread name (the threads of
+/// one name summed), in seconds: the first field of
+/// `/proc/PID/task/*/schedstat`, time on a CPU in nanoseconds.
+fn thread_seconds(pid: &str) -> Option<HashMap<String, f64>> {
+    let mut threads = HashMap::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let path = task.ok()?.path();
+        // A thread gone between the listing and the reads counts for nothing.
+        let (Ok(name), Ok(text)) = (
+            std::fs::read_to_string(path.join("comm")),
+            std::fs::read_to_string(path.join("schedstat")),
+        ) else {
+            continue;
+        };
+        let nanos: u64 = text.split_whitespace().next()?.parse().ok()?;
+        *threads.entry(name.trim_end().to_owned()).or_insert(0.0) += nanos as f64 / 1e9;
+    }
+    Some(threads)
+}
+
+/// The machine's idle CPU time, `idle` and `iowait` of `/proc/stat`'s `cpu`
+/// line (all CPUs), in seconds.
+fn idle_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .map(|field| field.parse().ok())
+        .collect::<Option<_>>()?;
+    Some((fields.get(3)? + fields.get(4)?) as f64 / 100.0) // USER_HZ is 100 on Linux
+}
+
 /// One process's CPU use over the measured window, in cores.
 #[derive(Clone, Copy, Default)]
 struct Cores {
@@ -356,41 +392,125 @@ impl ProcessClock {
     }
 }
 
+/// What the CPUs did over the measured window, in cores (CPU-seconds a
+/// second).
+#[derive(Clone, Default)]
+struct Cpu {
+    server: Cores,
+    own: Cores,
+    /// The server's threads by name, busiest first (with `--pid`).
+    threads: Vec<(String, f64)>,
+    /// The machine's CPUs idle, or waiting for the disk with nothing to run.
+    idle: Option<f64>,
+}
+
 /// CPU use of the server and of this process, read at two moments.
 struct CpuClock {
     at: Instant,
     server: ProcessClock,
     own: ProcessClock,
+    threads: Option<HashMap<String, f64>>,
+    idle: Option<f64>,
 }
 
 impl CpuClock {
     fn start(pid: Option<u32>) -> Self {
+        let server = pid.map(|p| p.to_string());
         CpuClock {
-            server: ProcessClock::start(pid.map(|p| p.to_string())),
+            threads: server.as_deref().and_then(thread_seconds),
+            server: ProcessClock::start(server),
             own: ProcessClock::start(Some("self".to_owned())),
+            idle: idle_seconds(),
             at: Instant::now(),
         }
     }
 
-    /// Cores used since `start`: (server, load generator).
-    fn cores(&self) -> (Cores, Cores) {
+    /// What the CPUs did since `start`.
+    fn cpu(&self) -> Cpu {
         let wall = self.at.elapsed().as_secs_f64();
-        (self.server.since_start(wall), self.own.since_start(wall))
+        let mut threads: Vec<(String, f64)> = match (&self.threads, self.server.pid.as_deref()) {
+            (Some(before), Some(pid)) => thread_seconds(pid)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(name, now)| {
+                    let then = before.get(&name).copied().unwrap_or(0.0);
+                    let cores = ((now - then) / wall).max(0.0);
+                    (name, cores)
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        threads.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        Cpu {
+            server: self.server.since_start(wall),
+            own: self.own.since_start(wall),
+            threads,
+            idle: idle_seconds()
+                .zip(self.idle)
+                .map(|(now, then)| (now - then) / wall),
+        }
     }
 }
 
 /// Print the CPU figures: the cores each process used, and how many more its
 /// threads spent waiting for a CPU (a thread woken on a busy machine, or on a
 /// virtual CPU that has to be woken first).
-fn print_cores(server: Cores, own: Cores) {
+fn print_cores(cpu: &Cpu) {
     let show = |c: Option<f64>| c.map_or("?".to_owned(), |c| format!("{c:.2}"));
     println!(
         "cpu: server {} cores, load generator {} cores; waiting to run: server {}, load generator {}",
-        show(server.running),
-        show(own.running),
-        show(server.waiting),
-        show(own.waiting)
+        show(cpu.server.running),
+        show(cpu.own.running),
+        show(cpu.server.waiting),
+        show(cpu.own.waiting)
     );
+}
+
+/// Print where the CPU time went for each `unit` (an execution, a message)
+/// done at `per_sec`: the server's busiest threads, the load generator, and
+/// the machine's idle time. With `--pid` only.
+fn print_per_unit(cpu: &Cpu, per_sec: f64, unit: &str) {
+    let Some(own) = cpu.own.running else { return };
+    if per_sec <= 0.0 || cpu.threads.is_empty() {
+        return;
+    }
+    let us = |cores: f64| cores * 1e6 / per_sec;
+    // The threads' clocks count nanoseconds, the process's ticks of 10 ms:
+    // their sum is the server's figure here.
+    let total: f64 = cpu.threads.iter().map(|(_, cores)| cores).sum();
+    // Threads under 2% of the server's time are summed as "other".
+    let (shown, rest): (Vec<_>, Vec<_>) = cpu.threads.iter().partition(|(_, c)| *c >= total * 0.02);
+    let mut parts: Vec<String> = shown
+        .iter()
+        .map(|(name, c)| format!("{name} {:.2}", us(*c)))
+        .collect();
+    let other: f64 = rest.iter().map(|(_, c)| c).sum();
+    if other > 0.0 {
+        parts.push(format!("other {:.2}", us(other)));
+    }
+    let idle = cpu.idle.map_or("?".to_owned(), |idle| format!("{:.2}", us(idle)));
+    println!(
+        "cpu per {unit}: server {:.2} us ({}), load generator {:.2} us, machine idle {idle} us",
+        us(total),
+        parts.join(", "),
+        us(own)
+    );
+}
+
+/// `figures` with those of [`Cpu`], for the JSON line.
+fn with_cpu(cpu: &Cpu, mut figures: Value) -> Value {
+    let threads: serde_json::Map<String, Value> = cpu
+        .threads
+        .iter()
+        .map(|(name, cores)| (name.clone(), json!(cores)))
+        .collect();
+    figures["server_cores"] = json!(cpu.server.running);
+    figures["loadgen_cores"] = json!(cpu.own.running);
+    figures["server_waiting_cores"] = json!(cpu.server.waiting);
+    figures["loadgen_waiting_cores"] = json!(cpu.own.waiting);
+    figures["server_thread_cores"] = Value::Object(threads);
+    figures["idle_cores"] = json!(cpu.idle);
+    figures
 }
 
 fn write_json(common: &Common, mut figures: Value) -> Result<(), String> {
@@ -523,11 +643,7 @@ async fn exec(args: ExecArgs) -> Result<bool, String> {
         control.stop.store(true, Ordering::Relaxed);
         (Some(t0.elapsed()), clock)
     };
-    let (server_cores, own_cores) = if counted {
-        (Cores::default(), Cores::default())
-    } else {
-        clock.cores()
-    };
+    let cpu = if counted { Cpu::default() } else { clock.cpu() };
 
     let mut latencies = Vec::new();
     let mut completed = 0;
@@ -541,11 +657,7 @@ async fn exec(args: ExecArgs) -> Result<bool, String> {
         errors.extend(result.error);
     }
     let elapsed = window.unwrap_or_else(|| began.elapsed());
-    let (server_cores, own_cores) = if counted {
-        clock.cores()
-    } else {
-        (server_cores, own_cores)
-    };
+    let cpu = if counted { clock.cpu() } else { cpu };
     latencies.sort_unstable();
     let rate = completed as f64 / elapsed.as_secs_f64();
     let [p50, p90, p99, p999] = [0.50, 0.90, 0.99, 0.999].map(|q| quantile_us(&latencies, q));
@@ -565,32 +677,32 @@ async fn exec(args: ExecArgs) -> Result<bool, String> {
         "latency: p50 {p50:.1} us, p90 {p90:.1} us, p99 {p99:.1} us, p99.9 {p999:.1} us, max {max:.1} us ({} samples)",
         latencies.len()
     );
-    print_cores(server_cores, own_cores);
+    print_cores(&cpu);
+    print_per_unit(&cpu, rate, "execution");
     violations.print();
     for error in &errors {
         println!("connection error: {error}");
     }
     write_json(
         &args.common,
-        json!({
-            "mode": "exec",
-            "connections": args.connections,
-            "in_flight": args.in_flight,
-            "seconds": elapsed.as_secs_f64(),
-            "executions": completed,
-            "per_sec": rate,
-            "p50_us": p50,
-            "p90_us": p90,
-            "p99_us": p99,
-            "p999_us": p999,
-            "max_us": max,
-            "server_cores": server_cores.running,
-            "loadgen_cores": own_cores.running,
-            "server_waiting_cores": server_cores.waiting,
-            "loadgen_waiting_cores": own_cores.waiting,
-            "violations": violations.count,
-            "errors": errors.len(),
-        }),
+        with_cpu(
+            &cpu,
+            json!({
+                "mode": "exec",
+                "connections": args.connections,
+                "in_flight": args.in_flight,
+                "seconds": elapsed.as_secs_f64(),
+                "executions": completed,
+                "per_sec": rate,
+                "p50_us": p50,
+                "p90_us": p90,
+                "p99_us": p99,
+                "p999_us": p999,
+                "max_us": max,
+                "violations": violations.count,
+                "errors": errors.len(),
+            }),
+        ),
     )?;
     Ok(violations.count == 0 && errors.is_empty() && completed > 0)
 }
@@ -1073,7 +1185,7 @@ async fn fanout(args: FanoutArgs) -> Result<bool, String> {
         violations.merge(result.violations);
     }
     let elapsed = last.duration_since(began).as_secs_f64().max(1e-9);
-    let (server_cores, own_cores) = clock.cores();
+    let cpu = clock.cpu();
     let rate = frames as f64 / elapsed;
     let steps_rate = args.steps as f64 / elapsed;
     println!(
@@ -1084,25 +1196,25 @@ async fn fanout(args: FanoutArgs) -> Result<bool, String> {
         "delivered: {frames} messages ({rate:.0}/s), {steps_rate:.0} steps/s; {complete} of {} connections saw every step",
         args.connections
     );
-    print_cores(server_cores, own_cores);
+    print_cores(&cpu);
+    print_per_unit(&cpu, rate, "message");
     violations.print();
     write_json(
         &args.common,
-        json!({
-            "mode": "fanout",
-            "connections": args.connections,
-            "steps": args.steps,
-            "seconds": elapsed,
-            "messages": frames,
-            "per_sec": rate,
-            "steps_per_sec": steps_rate,
-            "complete": complete,
-            "server_cores": server_cores.running,
-            "loadgen_cores": own_cores.running,
-            "server_waiting_cores": server_cores.waiting,
-            "loadgen_waiting_cores": own_cores.waiting,
-            "violations": violations.count,
-        }),
+        with_cpu(
+            &cpu,
+            json!({
+                "mode": "fanout",
+                "connections": args.connections,
+                "steps": args.steps,
+                "seconds": elapsed,
+                "messages": frames,
+                "per_sec": rate,
+                "steps_per_sec": steps_rate,
+                "complete": complete,
+                "violations": violations.count,
+            }),
+        ),
     )?;
     Ok(violations.count == 0 && complete == args.connections as u64)
 }
