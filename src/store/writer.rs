@@ -418,16 +418,20 @@ impl Writer {
 
     fn answer(&self, write: &Write, ack: Ack, outcome: Result<bool, StoreError>) {
         let failure = outcome.as_ref().err().cloned();
+        // Counted before the waiter hears of it: whoever reads the count
+        // after its answer finds its failure there.
+        if failure.is_some() {
+            self.failed_writes.fetch_add(1, Ordering::Relaxed);
+        }
         let delivered = match ack {
             Ack::None => false,
             Ack::Unit(tx) => tx.send(outcome.map(|_| ())).is_ok(),
             Ack::Bool(tx) => tx.send(outcome).is_ok(),
         };
-        if let Some(error) = failure {
-            self.failed_writes.fetch_add(1, Ordering::Relaxed);
-            if !delivered {
-                tracing::warn!(write = %write.describe(), %error, "store write failed");
-            }
+        if let Some(error) = failure
+            && !delivered
+        {
+            tracing::warn!(write = %write.describe(), %error, "store write failed");
         }
     }
 }
