@@ -1000,3 +1000,43 @@ async fn a_schema_1_database_is_migrated_on_open() {
     assert_eq!(interrupted, 0);
     assert_eq!(store.get_execution(&new).await.unwrap().unwrap().results.len(), 1);
 }
+
+/// The policy (field 41 of `/proc/self/task/*/stat`) of every thread named
+/// `agentwire-store` in this process.
+#[cfg(target_os = "linux")]
+fn committer_policies() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| {
+            let path = task.ok()?.path();
+            let comm = std::fs::read_to_string(path.join("comm")).ok()?;
+            let stat = std::fs::read_to_string(path.join("stat")).ok()?;
+            let fields = &stat[stat.rfind(')')? + 2..];
+            (comm.trim_end() == "agentwire-store")
+                .then(|| fields.split_whitespace().nth(38).map(str::to_owned))?
+        })
+        .collect()
+}
+
+/// The committer thread runs under `SCHED_BATCH` (policy 3), so that an I/O
+/// thread that wakes it keeps its CPU until it has queued its other writes.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn the_committer_thread_runs_as_a_batch_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path());
+    // Committed by the committer thread (`Durability::Full`): it has started.
+    store.upsert_agent(agent("a1", None)).await.unwrap();
+    // Other tests open stores meanwhile: wait for a moment when every
+    // committer thread of the process has set its policy.
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let policies = committer_policies();
+        assert!(!policies.is_empty(), "no agentwire-store thread");
+        if policies.iter().all(|policy| policy == "3") {
+            break;
+        }
+        assert!(Instant::now() < until, "not SCHED_BATCH: {policies:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

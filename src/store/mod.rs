@@ -728,7 +728,10 @@ impl Store {
         let thread = Arc::clone(&committer);
         let handle = std::thread::Builder::new()
             .name("agentwire-store".to_owned())
-            .spawn(move || thread.run_thread())
+            .spawn(move || {
+                writer::run_as_batch_thread();
+                thread.run_thread()
+            })
             .map_err(|e| StoreError::Open {
                 path: path.to_owned(),
                 message: format!("cannot start the committer thread: {e}"),
