@@ -18,6 +18,10 @@
 //!
 //! On a `:memory:` store the leader also runs the read queries, after the
 //! batch's commit.
+//!
+//! The committer thread runs under `SCHED_BATCH` on Linux
+//! ([`run_as_batch_thread`]): woken by a caller, it lets that caller queue
+//! its other writes before it commits, instead of taking its CPU at once.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -362,10 +366,11 @@ impl Committer {
 /// An I/O thread that queues a write wakes the committer. Under the default
 /// policy the woken committer takes that thread's CPU at once, commits the
 /// one write queued so far, and hands the CPU back: a context switch each
-/// way, and a commit per write. A batch thread is never preempted into: the
-/// committer waits until the thread that woke it blocks (or another CPU is
-/// idle), by which time that thread has read its other ready requests and
-/// queued their writes into the same commit. It needs no privilege and
+/// way, and a commit per write. A woken `SCHED_BATCH` thread does not take
+/// the CPU from the running one: the committer waits until the thread that
+/// woke it blocks (or another CPU is idle), by which time that thread has
+/// read its other ready requests and queued their writes into the same
+/// commit. It needs no privilege and
 /// changes no priority (nice value); where it is refused, or on other
 /// systems, the thread keeps the default policy.
 pub(crate) fn run_as_batch_thread() {
