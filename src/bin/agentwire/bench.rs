@@ -308,37 +308,43 @@ fn cpu_seconds(pid: &str) -> Option<f64> {
     Some(ticks as f64 / 100.0) // USER_HZ is 100 on Linux
 }
 
-/// How long a process's threads have waited to run: runnable, not running
-/// (the second field of `/proc/PID/task/*/schedstat`, summed), in seconds.
-/// `None` where the kernel keeps no such figures.
-fn run_delay_seconds(pid: &str) -> Option<f64> {
-    let mut nanos = 0u64;
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
-        // A thread gone between the listing and the read counts for nothing.
-        let Ok(text) = std::fs::read_to_string(task.ok()?.path().join("schedstat")) else {
-            continue;
-        };
-        nanos += text.split_whitespace().nth(1)?.parse::<u64>().ok()?;
-    }
-    Some(nanos as f64 / 1e9)
-}
-
-/// CPU time of each of a process's threads, by thread name (the threads of
-/// one name summed), in seconds: the first field of
-/// `/proc/PID/task/*/schedstat`, time on a CPU in nanoseconds.
-fn thread_seconds(pid: &str) -> Option<HashMap<String, f64>> {
-    let mut threads = HashMap::new();
+/// The first two fields of `/proc/PID/task/*/schedstat` for each of a
+/// process's threads, in nanoseconds: time on a CPU, and time runnable but
+/// waiting for one; with the thread's name. A thread gone between the
+/// listing and the reads is left out. `None` where the kernel keeps no such
+/// figures.
+fn task_clocks(pid: &str) -> Option<Vec<(String, u64, u64)>> {
+    let mut tasks = Vec::new();
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
         let path = task.ok()?.path();
-        // A thread gone between the listing and the reads counts for nothing.
         let (Ok(name), Ok(text)) = (
             std::fs::read_to_string(path.join("comm")),
             std::fs::read_to_string(path.join("schedstat")),
         ) else {
             continue;
         };
-        let nanos: u64 = text.split_whitespace().next()?.parse().ok()?;
-        *threads.entry(name.trim_end().to_owned()).or_insert(0.0) += nanos as f64 / 1e9;
+        let mut fields = text.split_whitespace().map(str::parse::<u64>);
+        let (Some(Ok(running)), Some(Ok(waiting))) = (fields.next(), fields.next()) else {
+            return None;
+        };
+        tasks.push((name.trim_end().to_owned(), running, waiting));
+    }
+    Some(tasks)
+}
+
+/// How long a process's threads have waited to run: runnable, not running
+/// (from [`task_clocks`], summed), in seconds.
+fn run_delay_seconds(pid: &str) -> Option<f64> {
+    let nanos: u64 = task_clocks(pid)?.iter().map(|(_, _, waiting)| waiting).sum();
+    Some(nanos as f64 / 1e9)
+}
+
+/// CPU time of each of a process's threads, by thread name (the threads of
+/// one name summed), in seconds (from [`task_clocks`]).
+fn thread_seconds(pid: &str) -> Option<HashMap<String, f64>> {
+    let mut threads = HashMap::new();
+    for (name, running, _) in task_clocks(pid)? {
+        *threads.entry(name).or_insert(0.0) += running as f64 / 1e9;
     }
     Some(threads)
 }
@@ -394,7 +400,7 @@ impl ProcessClock {
 
 /// What the CPUs did over the measured window, in cores (CPU-seconds a
 /// second).
-#[derive(Clone, Default)]
+#[derive(Default)]
 struct Cpu {
     server: Cores,
     own: Cores,
