@@ -67,6 +67,7 @@
 //!   [`Store`] is dropped; that drop blocks until everything queued is committed.
 
 mod key;
+mod sched;
 mod sql;
 mod vfs;
 mod writer;
@@ -716,6 +717,11 @@ impl Store {
         });
         let commits = Arc::new(AtomicU64::new(0));
         let failed_writes = Arc::new(AtomicU64::new(0));
+        let checkpointer_policy = if in_memory {
+            None
+        } else {
+            Some(sql::watch_wal(&mut conn, path)?)
+        };
         let writer = Writer {
             conn,
             commits: Arc::clone(&commits),
@@ -729,17 +735,16 @@ impl Store {
         let handle = std::thread::Builder::new()
             .name("agentwire-store".to_owned())
             .spawn(move || {
-                writer::run_as_batch_thread();
+                sched::run_as_batch_thread();
                 thread.run_thread()
             })
             .map_err(|e| StoreError::Open {
                 path: path.to_owned(),
                 message: format!("cannot start the committer thread: {e}"),
             })?;
-        let checkpointer = if in_memory {
-            None
-        } else {
-            Some(sql::spawn_checkpointer(path)?)
+        let checkpointer = match checkpointer_policy {
+            Some(policy) => Some(sql::spawn_checkpointer(path, policy)?),
+            None => None,
         };
         let store = Store {
             inner: Arc::new(Inner {

@@ -12,6 +12,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 use serde_json::Value;
 
 use super::key::lookup_key;
+use super::sched::CheckpointerPolicy;
 use super::{ChatEntry, Durability, ExecutionRecord, ExecutionStatus, StoreError, StoredAgent};
 use crate::protocol::{ActionResult, ErrorCode};
 
@@ -243,14 +244,20 @@ const PAGE_SIZE: i64 = 1024;
 /// The WAL size past which the checkpointer restarts the WAL.
 const RESTART_BYTES: i64 = 16 << 20;
 
+/// The WAL size past which the checkpointer copies under the default policy
+/// until its next restart (its copies under `SCHED_IDLE` fell behind).
+const RAISE_BYTES: i64 = 4 * RESTART_BYTES;
+
 /// Start the thread that checkpoints a file store's WAL (`PASSIVE`: it never
 /// blocks the writer), so that the WAL stays small without the writer
 /// pausing for it. Set the flag and unpark the thread to stop it; it
-/// checkpoints once more on the way out.
+/// checkpoints once more on the way out. It copies under `SCHED_IDLE` where
+/// `policy` allows ([`CheckpointerPolicy`]).
 pub(crate) fn spawn_checkpointer(
     path: &str,
+    policy: Arc<CheckpointerPolicy>,
 ) -> Result<(std::thread::JoinHandle<()>, Arc<AtomicBool>), StoreError> {
-    spawn_checkpointer_with(path, CHECKPOINT_EVERY, RESTART_BYTES)
+    spawn_checkpointer_with(path, CHECKPOINT_EVERY, RESTART_BYTES, policy)
 }
 
 /// [`spawn_checkpointer`], every `every`, restarting past `restart_bytes`.
@@ -258,6 +265,7 @@ fn spawn_checkpointer_with(
     path: &str,
     every: Duration,
     restart_bytes: i64,
+    policy: Arc<CheckpointerPolicy>,
 ) -> Result<(std::thread::JoinHandle<()>, Arc<AtomicBool>), StoreError> {
     let open_err = |message: String| StoreError::Open {
         path: path.to_owned(),
@@ -265,10 +273,7 @@ fn spawn_checkpointer_with(
     };
     let mut conn = Connection::open(path).map_err(|e| open_err(e.to_string()))?;
     wait_when_busy(&mut conn).map_err(|e| open_err(e.to_string()))?;
-    let page_size: i64 = conn
-        .pragma_query_value(None, "page_size", |row| row.get(0))
-        .map_err(|e| open_err(e.to_string()))?;
-    let restart_frames = restart_bytes / page_size.max(512);
+    let restart_frames = restart_bytes / page_size(&conn).map_err(|e| open_err(e.to_string()))?;
     // The database file, to sync beside the writer (see `checkpoint`).
     let db = std::fs::File::open(path).map_err(|e| open_err(e.to_string()))?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -276,15 +281,63 @@ fn spawn_checkpointer_with(
     let handle = std::thread::Builder::new()
         .name("agentwire-ckpt".to_owned())
         .spawn(move || {
+            policy.lower();
             while !stopping.load(Ordering::Relaxed) {
                 std::thread::park_timeout(every);
-                if let Err(e) = checkpoint(&conn, &db, restart_frames) {
+                let last = stopping.load(Ordering::Relaxed);
+                if last {
+                    // Nobody waits on the way out for CPU time left over.
+                    policy.raise();
+                }
+                if let Err(e) = checkpoint(&conn, &db, restart_frames, &policy) {
                     tracing::warn!("WAL checkpoint failed: {e}");
+                }
+                if !last {
+                    policy.lower();
                 }
             }
         })
         .map_err(|e| open_err(format!("cannot start the checkpoint thread: {e}")))?;
     Ok((handle, stop))
+}
+
+/// A file store's page size, in bytes (at least 512).
+fn page_size(conn: &Connection) -> rusqlite::Result<i64> {
+    let size: i64 = conn.pragma_query_value(None, "page_size", |row| row.get(0))?;
+    Ok(size.max(512))
+}
+
+/// Tell `policy` the WAL's size after each of the writer's commits (SQLite's
+/// WAL hook), so that it raises the checkpointer once the WAL holds more
+/// than [`RAISE_BYTES`].
+pub(crate) fn watch_wal(conn: &mut Connection, path: &str) -> Result<Arc<CheckpointerPolicy>, StoreError> {
+    watch_wal_past(conn, path, RAISE_BYTES)
+}
+
+/// [`watch_wal`], raising past `raise_bytes`.
+fn watch_wal_past(
+    conn: &mut Connection,
+    path: &str,
+    raise_bytes: i64,
+) -> Result<Arc<CheckpointerPolicy>, StoreError> {
+    let raise_frames = raise_bytes
+        / page_size(conn).map_err(|e| StoreError::Open {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+    let policy = Arc::new(CheckpointerPolicy::new(raise_frames));
+    let watcher = Arc::clone(&policy);
+    conn.wal_hook(Some(
+        move |_: &mut rusqlite::hooks::Wal, frames: std::ffi::c_int| {
+            watcher.wal_frames(i64::from(frames));
+            Ok(())
+        },
+    ))
+    .map_err(|e| StoreError::Open {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    Ok(policy)
 }
 
 /// What a checkpoint did.
@@ -306,16 +359,20 @@ enum Checkpointed {
 /// database and let the next commit start the WAL over, so that it stays
 /// bounded.
 ///
+/// The first PASSIVE pass runs under `SCHED_IDLE` (`policy`) and may take a
+/// while; what came in meanwhile is copied by a second pass under the
+/// default policy before the RESTART, which then holds the writers only for
+/// the last frames.
+///
 /// A PASSIVE pass that does not catch up never syncs the database, so the
 /// RESTART's sync found a whole WAL's worth of copied pages to write: 4.5 ms
 /// of the 7–8 ms it held the writers. The database is synced here first,
-/// beside the writer: the RESTART holds them for 1.8–4 ms. (Copying and
-/// syncing once more before the RESTART took that to 1.2–1.8 ms, but the
-/// longer pass cost p99 8%.)
+/// beside the writer: the RESTART holds them for 1.8–4 ms.
 fn checkpoint(
     conn: &Connection,
     db: &std::fs::File,
     restart_frames: i64,
+    policy: &CheckpointerPolicy,
 ) -> Result<Checkpointed, Box<dyn std::error::Error>> {
     let frames = |mode: &str| {
         conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
@@ -325,6 +382,8 @@ fn checkpoint(
     if frames("PASSIVE")? <= restart_frames {
         return Ok(Checkpointed::Copied);
     }
+    policy.raise();
+    frames("PASSIVE")?;
     db.sync_data()?;
     frames("RESTART")?;
     Ok(Checkpointed::Restarted)
@@ -653,6 +712,7 @@ pub(crate) fn memory_get(conn: &Connection, agent_id: &str, key: &str) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::sched::can_leave_idle;
 
     /// What SQLite plans for `sql` (parameters bound to 1 and 2).
     fn plan(conn: &Connection, sql: &str) -> String {
@@ -723,6 +783,58 @@ mod tests {
         }
     }
 
+    /// A checkpointer policy the WAL never raises.
+    fn unbounded() -> Arc<CheckpointerPolicy> {
+        Arc::new(CheckpointerPolicy::new(i64::MAX))
+    }
+
+    #[test]
+    fn the_checkpointer_copies_under_sched_idle_where_the_process_may_leave_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _conn) = writer(&dir);
+        let policy = unbounded();
+        let (handle, stop) = spawn_checkpointer_with(
+            &path,
+            Duration::from_secs(3600),
+            RESTART_BYTES,
+            Arc::clone(&policy),
+        )
+        .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while policy.is_idle() != can_leave_idle() {
+            assert!(std::time::Instant::now() < deadline, "never lowered");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        stop.store(true, Ordering::Relaxed);
+        handle.thread().unpark();
+        handle.join().unwrap();
+        assert!(!policy.is_idle(), "raised for the last pass");
+    }
+
+    #[test]
+    fn the_writer_raises_the_checkpointer_once_the_wal_passes_the_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, mut conn) = writer(&dir);
+        let policy = watch_wal_past(&mut conn, &path, 64 << 10).unwrap();
+        let lowered = Arc::clone(&policy);
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let idle = std::thread::spawn(move || {
+            lowered.lower();
+            done_rx.recv().unwrap();
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while policy.is_idle() != can_leave_idle() {
+            assert!(std::time::Instant::now() < deadline, "never lowered");
+            std::thread::yield_now();
+        }
+        commit_rows(&conn, 2);
+        assert_eq!(policy.is_idle(), can_leave_idle(), "under the bound");
+        commit_rows(&conn, 60);
+        assert!(!policy.is_idle(), "past the bound");
+        done_tx.send(()).unwrap();
+        idle.join().unwrap();
+    }
+
     fn size(path: &str) -> u64 {
         std::fs::metadata(path).map_or(0, |m| m.len())
     }
@@ -734,9 +846,16 @@ mod tests {
         let other = Connection::open(&path).unwrap();
         let db = std::fs::File::open(&path).unwrap();
         commit_rows(&conn, 20);
-        assert_eq!(checkpoint(&other, &db, 256).unwrap(), Checkpointed::Copied);
+        let policy = CheckpointerPolicy::new(i64::MAX);
+        assert_eq!(
+            checkpoint(&other, &db, 256, &policy).unwrap(),
+            Checkpointed::Copied
+        );
         commit_rows(&conn, 100);
-        assert_eq!(checkpoint(&other, &db, 256).unwrap(), Checkpointed::Restarted);
+        assert_eq!(
+            checkpoint(&other, &db, 256, &policy).unwrap(),
+            Checkpointed::Restarted
+        );
         assert!(size(&path) > 120 << 10, "every row copied: {} bytes", size(&path));
     }
 
@@ -744,7 +863,8 @@ mod tests {
     fn the_checkpointer_copies_the_wal_back_beside_the_writer_and_once_more_when_stopped() {
         let dir = tempfile::tempdir().unwrap();
         let (path, conn) = writer(&dir);
-        let (handle, stop) = spawn_checkpointer_with(&path, Duration::from_millis(5), RESTART_BYTES).unwrap();
+        let (handle, stop) =
+            spawn_checkpointer_with(&path, Duration::from_millis(5), RESTART_BYTES, unbounded()).unwrap();
         commit_rows(&conn, 100);
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while size(&path) < 100 << 10 {
@@ -760,7 +880,7 @@ mod tests {
         handle.join().unwrap();
 
         let (handle, stop) =
-            spawn_checkpointer_with(&path, Duration::from_secs(3600), RESTART_BYTES).unwrap();
+            spawn_checkpointer_with(&path, Duration::from_secs(3600), RESTART_BYTES, unbounded()).unwrap();
         commit_rows(&conn, 100);
         let before = size(&path);
         stop.store(true, Ordering::Relaxed);

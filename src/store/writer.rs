@@ -20,7 +20,7 @@
 //! batch's commit.
 //!
 //! The committer thread runs under `SCHED_BATCH` on Linux
-//! ([`run_as_batch_thread`]): woken by a caller, it lets that caller queue
+//! ([`super::sched::run_as_batch_thread`]): woken by a caller, it lets that caller queue
 //! its other writes before it commits, instead of taking its CPU at once.
 
 use std::collections::HashMap;
@@ -358,37 +358,6 @@ impl Committer {
     pub(crate) fn close(&self) {
         lock(&self.queue).closed = true;
         self.turn.notify_all();
-    }
-}
-
-/// Put the calling thread (the committer) under `SCHED_BATCH` on Linux.
-///
-/// An I/O thread that queues a write wakes the committer. Under the default
-/// policy the woken committer takes that thread's CPU at once, commits the
-/// one write queued so far, and hands the CPU back: a context switch each
-/// way, and a commit per write. A woken `SCHED_BATCH` thread does not take
-/// the CPU from the running one: the committer waits until the thread that
-/// woke it blocks (or another CPU is idle), by which time that thread has
-/// read its other ready requests and queued their writes into the same
-/// commit. It needs no privilege and
-/// changes no priority (nice value); where it is refused, or on other
-/// systems, the thread keeps the default policy.
-pub(crate) fn run_as_batch_thread() {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: `sched_param` is a plain C struct, valid all zero (musl's
-        // has more fields than glibc's); pid 0 is the calling thread, and
-        // the call only reads `param`.
-        let rc = unsafe {
-            let param: libc::sched_param = std::mem::zeroed();
-            libc::sched_setscheduler(0, libc::SCHED_BATCH, &param)
-        };
-        if rc != 0 {
-            tracing::debug!(
-                "the committer keeps the default scheduling policy: {}",
-                std::io::Error::last_os_error()
-            );
-        }
     }
 }
 
