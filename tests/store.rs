@@ -1001,10 +1001,10 @@ async fn a_schema_1_database_is_migrated_on_open() {
     assert_eq!(store.get_execution(&new).await.unwrap().unwrap().results.len(), 1);
 }
 
-/// The policy (field 41 of `/proc/self/task/*/stat`) of every thread named
-/// `agentwire-store` in this process.
+/// The policy (field 41 of `/proc/self/task/*/stat`: 0 the default, 3
+/// batch, 5 idle) of every thread named `name` in this process.
 #[cfg(target_os = "linux")]
-fn committer_policies() -> Vec<String> {
+fn policies_of(name: &str) -> Vec<String> {
     std::fs::read_dir("/proc/self/task")
         .unwrap()
         .filter_map(|task| {
@@ -1012,8 +1012,7 @@ fn committer_policies() -> Vec<String> {
             let comm = std::fs::read_to_string(path.join("comm")).ok()?;
             let stat = std::fs::read_to_string(path.join("stat")).ok()?;
             let fields = &stat[stat.rfind(')')? + 2..];
-            (comm.trim_end() == "agentwire-store")
-                .then(|| fields.split_whitespace().nth(38).map(str::to_owned))?
+            (comm.trim_end() == name).then(|| fields.split_whitespace().nth(38).map(str::to_owned))?
         })
         .collect()
 }
@@ -1031,7 +1030,7 @@ async fn the_committer_thread_runs_as_a_batch_thread() {
     // committer thread of the process has set its policy.
     let until = Instant::now() + Duration::from_secs(5);
     loop {
-        let policies = committer_policies();
+        let policies = policies_of("agentwire-store");
         assert!(!policies.is_empty(), "no agentwire-store thread");
         if policies.iter().all(|policy| policy == "3") {
             break;
@@ -1039,4 +1038,29 @@ async fn the_committer_thread_runs_as_a_batch_thread() {
         assert!(Instant::now() < until, "not SCHED_BATCH: {policies:?}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// A file store's WAL copier runs under `SCHED_IDLE` (policy 5), so that its
+/// copies take only CPU time nobody else wants; its restarter, which holds
+/// the writers, under the default policy.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_wal_copier_runs_as_an_idle_thread_and_the_restarter_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, _) = open(dir.path());
+    // Other tests open stores meanwhile: wait for a moment when every copier
+    // of the process has set its policy.
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let copiers = policies_of("agentwire-ckpt");
+        assert!(!copiers.is_empty(), "no agentwire-ckpt thread");
+        if copiers.iter().all(|policy| policy == "5") {
+            break;
+        }
+        assert!(Instant::now() < until, "not SCHED_IDLE: {copiers:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let restarters = policies_of("agentwire-wal");
+    assert!(!restarters.is_empty(), "no agentwire-wal thread");
+    assert!(restarters.iter().all(|policy| policy == "0"), "{restarters:?}");
 }

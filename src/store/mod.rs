@@ -630,8 +630,8 @@ struct Inner {
     committer: Arc<Committer>,
     /// The committer thread.
     writer: Option<JoinHandle<()>>,
-    /// File stores: the thread that checkpoints the WAL, and its stop flag.
-    checkpointer: Option<(JoinHandle<()>, Arc<std::sync::atomic::AtomicBool>)>,
+    /// File stores: the threads that checkpoint the WAL.
+    checkpointer: Option<sql::Checkpointer>,
     reads: Reads,
     memory: Arc<MemoryCache>,
     commits: Arc<AtomicU64>,
@@ -649,11 +649,8 @@ impl Drop for Inner {
         {
             tracing::error!("the store's committer thread panicked");
         }
-        if let Some((handle, stop)) = self.checkpointer.take() {
-            stop.store(true, Ordering::Relaxed);
-            handle.thread().unpark();
-            let _ = handle.join();
-        }
+        // Copies the WAL once more on the way out.
+        drop(self.checkpointer.take());
     }
 }
 
@@ -717,10 +714,15 @@ impl Store {
         });
         let commits = Arc::new(AtomicU64::new(0));
         let failed_writes = Arc::new(AtomicU64::new(0));
-        let checkpointer_policy = if in_memory {
+        let checkpointer = if in_memory {
             None
         } else {
-            Some(sql::watch_wal(&mut conn, path)?)
+            let checkpointer = sql::Checkpointer::spawn(path)?;
+            checkpointer.watch(&mut conn).map_err(|e| StoreError::Open {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })?;
+            Some(checkpointer)
         };
         let writer = Writer {
             conn,
@@ -742,10 +744,6 @@ impl Store {
                 path: path.to_owned(),
                 message: format!("cannot start the committer thread: {e}"),
             })?;
-        let checkpointer = match checkpointer_policy {
-            Some(policy) => Some(sql::spawn_checkpointer(path, policy)?),
-            None => None,
-        };
         let store = Store {
             inner: Arc::new(Inner {
                 committer,

@@ -12,7 +12,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 use serde_json::Value;
 
 use super::key::lookup_key;
-use super::sched::CheckpointerPolicy;
+use super::sched;
 use super::{ChatEntry, Durability, ExecutionRecord, ExecutionStatus, StoreError, StoredAgent};
 use crate::protocol::{ActionResult, ErrorCode};
 
@@ -235,122 +235,282 @@ pub(crate) fn open_writer(
 /// How many prepared statements the writer's connection keeps.
 const WRITER_STATEMENTS: usize = 64;
 
-/// How often the checkpointer copies the WAL back into the database.
+/// How often the copier copies the WAL back into the database.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 
 /// The page size of a new database file.
 const PAGE_SIZE: i64 = 1024;
 
-/// The WAL size past which the checkpointer restarts the WAL.
+/// The WAL size past which a pass of the copier that could not copy it all
+/// wakes the restarter.
 const RESTART_BYTES: i64 = 16 << 20;
 
-/// The WAL size past which the checkpointer copies under the default policy
-/// until its next restart (its copies under `SCHED_IDLE` fell behind).
-const RAISE_BYTES: i64 = 4 * RESTART_BYTES;
+/// The WAL size past which the writer wakes the restarter, which then
+/// interrupts the copier's pass (it found too little idle CPU time to end it).
+const WAKE_BYTES: i64 = 4 * RESTART_BYTES;
 
-/// Start the thread that checkpoints a file store's WAL (`PASSIVE`: it never
-/// blocks the writer), so that the WAL stays small without the writer
-/// pausing for it. Set the flag and unpark the thread to stop it; it
-/// checkpoints once more on the way out. It copies under `SCHED_IDLE` where
-/// `policy` allows ([`CheckpointerPolicy`]).
-pub(crate) fn spawn_checkpointer(
-    path: &str,
-    policy: Arc<CheckpointerPolicy>,
-) -> Result<(std::thread::JoinHandle<()>, Arc<AtomicBool>), StoreError> {
-    spawn_checkpointer_with(path, CHECKPOINT_EVERY, RESTART_BYTES, policy)
+/// The two threads that keep a file store's WAL small without the writer
+/// pausing for it.
+///
+/// - **The copier** (`agentwire-ckpt`) copies the WAL back into the
+///   database every [`CHECKPOINT_EVERY`] (`PASSIVE`: it never blocks the
+///   writer), under `SCHED_IDLE` ([`sched::run_as_idle_thread`]), so that
+///   its copies take only CPU time no other thread wants. A pass that
+///   leaves frames of a WAL past [`RESTART_BYTES`] wakes the restarter.
+/// - **The restarter** (`agentwire-wal`), under the default policy, copies
+///   what is left, syncs the database and restarts the WAL ([`restart`]),
+///   which holds the writers for the last frames only. The writer's WAL
+///   hook also wakes it once the WAL passes [`WAKE_BYTES`] (the copier found
+///   too little idle time to end its pass): it then lets the copier's pass
+///   run for up to half a period more (a pass's copies count only once it
+///   ends), and interrupts it. On the way out it copies once more.
+pub(crate) struct Checkpointer {
+    shared: Arc<Shared>,
+    copier: Option<std::thread::JoinHandle<()>>,
+    restarter: Option<std::thread::JoinHandle<()>>,
 }
 
-/// [`spawn_checkpointer`], every `every`, restarting past `restart_bytes`.
-fn spawn_checkpointer_with(
-    path: &str,
-    every: Duration,
-    restart_bytes: i64,
-    policy: Arc<CheckpointerPolicy>,
-) -> Result<(std::thread::JoinHandle<()>, Arc<AtomicBool>), StoreError> {
-    let open_err = |message: String| StoreError::Open {
-        path: path.to_owned(),
-        message,
-    };
-    let mut conn = Connection::open(path).map_err(|e| open_err(e.to_string()))?;
-    wait_when_busy(&mut conn).map_err(|e| open_err(e.to_string()))?;
-    let restart_frames = restart_bytes / page_size(&conn).map_err(|e| open_err(e.to_string()))?;
-    // The database file, to sync beside the writer (see `checkpoint`).
-    let db = std::fs::File::open(path).map_err(|e| open_err(e.to_string()))?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let stopping = stop.clone();
-    let handle = std::thread::Builder::new()
-        .name("agentwire-ckpt".to_owned())
-        .spawn(move || {
-            policy.lower();
-            while !stopping.load(Ordering::Relaxed) {
-                std::thread::park_timeout(every);
-                let last = stopping.load(Ordering::Relaxed);
-                if last {
-                    // Nobody waits on the way out for CPU time left over.
-                    policy.raise();
-                }
-                if let Err(e) = checkpoint(&conn, &db, restart_frames, &policy) {
-                    tracing::warn!("WAL checkpoint failed: {e}");
-                }
-                if !last {
-                    policy.lower();
-                }
-            }
-        })
-        .map_err(|e| open_err(format!("cannot start the checkpoint thread: {e}")))?;
-    Ok((handle, stop))
+/// What the writer's hook and the two threads share.
+struct Shared {
+    stop: AtomicBool,
+    /// Set by the copier or the writer's WAL hook, cleared by the restarter
+    /// once it has restarted the WAL.
+    restart_wanted: AtomicBool,
+    /// The WAL's frames past which a pass of the copier wakes the restarter.
+    restart_frames: i64,
+    /// The WAL's frames past which the writer wakes the restarter.
+    wake_frames: i64,
+    /// Stops the copier's pass, so that the restarter takes its lock.
+    copier: rusqlite::InterruptHandle,
+    /// How many times the restarter has restarted the WAL.
+    restarts: std::sync::atomic::AtomicU64,
+    /// Whether the copier is in a pass.
+    copying: AtomicBool,
 }
 
-/// A file store's page size, in bytes (at least 512).
-fn page_size(conn: &Connection) -> rusqlite::Result<i64> {
-    let size: i64 = conn.pragma_query_value(None, "page_size", |row| row.get(0))?;
-    Ok(size.max(512))
-}
+impl Checkpointer {
+    /// Start both threads on the file store at `path`.
+    pub(crate) fn spawn(path: &str) -> Result<Checkpointer, StoreError> {
+        Checkpointer::spawn_with(path, CHECKPOINT_EVERY, RESTART_BYTES, WAKE_BYTES)
+    }
 
-/// Tell `policy` the WAL's size after each of the writer's commits (SQLite's
-/// WAL hook), so that it raises the checkpointer once the WAL holds more
-/// than [`RAISE_BYTES`].
-pub(crate) fn watch_wal(conn: &mut Connection, path: &str) -> Result<Arc<CheckpointerPolicy>, StoreError> {
-    watch_wal_past(conn, path, RAISE_BYTES)
-}
-
-/// [`watch_wal`], raising past `raise_bytes`.
-fn watch_wal_past(
-    conn: &mut Connection,
-    path: &str,
-    raise_bytes: i64,
-) -> Result<Arc<CheckpointerPolicy>, StoreError> {
-    let raise_frames = raise_bytes
-        / page_size(conn).map_err(|e| StoreError::Open {
+    /// [`Checkpointer::spawn`], copying every `every`, restarting past
+    /// `restart_bytes` after a copy and past `wake_bytes` after a commit.
+    fn spawn_with(
+        path: &str,
+        every: Duration,
+        restart_bytes: i64,
+        wake_bytes: i64,
+    ) -> Result<Checkpointer, StoreError> {
+        let open_err = |message: String| StoreError::Open {
             path: path.to_owned(),
-            message: e.to_string(),
-        })?;
-    let policy = Arc::new(CheckpointerPolicy::new(raise_frames));
-    let watcher = Arc::clone(&policy);
-    conn.wal_hook(Some(
-        move |_: &mut rusqlite::hooks::Wal, frames: std::ffi::c_int| {
-            watcher.wal_frames(i64::from(frames));
-            Ok(())
-        },
-    ))
-    .map_err(|e| StoreError::Open {
-        path: path.to_owned(),
-        message: e.to_string(),
-    })?;
-    Ok(policy)
+            message,
+        };
+        let open = || -> rusqlite::Result<Connection> {
+            let mut conn = Connection::open(path)?;
+            wait_when_busy(&mut conn)?;
+            Ok(conn)
+        };
+        let copying = open().map_err(|e| open_err(e.to_string()))?;
+        let restarting = open().map_err(|e| open_err(e.to_string()))?;
+        let page_size: i64 = restarting
+            .pragma_query_value(None, "page_size", |row| row.get(0))
+            .map_err(|e| open_err(e.to_string()))?;
+        // The database file, to sync beside the writer (see `restart`).
+        let db = std::fs::File::open(path).map_err(|e| open_err(e.to_string()))?;
+        let shared = Arc::new(Shared {
+            stop: AtomicBool::new(false),
+            restart_wanted: AtomicBool::new(false),
+            restart_frames: restart_bytes / page_size.max(512),
+            wake_frames: wake_bytes / page_size.max(512),
+            copier: copying.get_interrupt_handle(),
+            restarts: std::sync::atomic::AtomicU64::new(0),
+            copying: AtomicBool::new(false),
+        });
+        let spawn = |name: &str, run: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.to_owned())
+                .spawn(run)
+                .map_err(|e| open_err(format!("cannot start the thread {name}: {e}")))
+        };
+        let s = Arc::clone(&shared);
+        let restarter = spawn(
+            "agentwire-wal",
+            Box::new(move || {
+                loop {
+                    let stopping = s.stop.load(Ordering::Relaxed);
+                    if stopping || s.restart_wanted.load(Ordering::Acquire) {
+                        // Woken by the writer: let the copier end its pass
+                        // (its copies count only once it ends) for a while.
+                        let until = std::time::Instant::now() + every / 2;
+                        while !stopping && s.copying.load(Ordering::Acquire) {
+                            let now = std::time::Instant::now();
+                            if now >= until {
+                                break;
+                            }
+                            std::thread::park_timeout(until - now);
+                        }
+                        let done = if stopping {
+                            take_lock_and_copy(&restarting, &s.copier).map(drop)
+                        } else {
+                            restart(&restarting, &db, &s.copier)
+                        };
+                        match done {
+                            Ok(()) => {
+                                s.restarts.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(e) => {
+                                tracing::warn!("WAL checkpoint failed: {e}");
+                                // Not again at the next commit.
+                                std::thread::sleep(every);
+                            }
+                        }
+                        s.restart_wanted.store(false, Ordering::Release);
+                        if stopping {
+                            break;
+                        }
+                    }
+                    std::thread::park_timeout(every);
+                }
+            }),
+        )?;
+        let restart_thread = restarter.thread().clone();
+        // Dropped on an error below, it stops the restarter.
+        let mut checkpointer = Checkpointer {
+            shared: Arc::clone(&shared),
+            copier: None,
+            restarter: Some(restarter),
+        };
+        let s = shared;
+        checkpointer.copier = Some(spawn(
+            "agentwire-ckpt",
+            Box::new(move || {
+                sched::run_as_idle_thread();
+                while !s.stop.load(Ordering::Relaxed) {
+                    std::thread::park_timeout(every);
+                    if s.stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    s.copying.store(true, Ordering::Release);
+                    let pass = wal_checkpoint(&copying, "PASSIVE");
+                    s.copying.store(false, Ordering::Release);
+                    if s.restart_wanted.load(Ordering::Acquire) {
+                        // It waits for the end of this pass.
+                        restart_thread.unpark();
+                    }
+                    match pass {
+                        Ok(pass) => {
+                            if pass.needs_restart(s.restart_frames)
+                                && !s.restart_wanted.swap(true, Ordering::AcqRel)
+                            {
+                                restart_thread.unpark();
+                            }
+                        }
+                        // The restarter wants the lock, and copies what this
+                        // pass would have.
+                        Err(e)
+                            if e.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted) => {}
+                        Err(e) => tracing::warn!("WAL checkpoint failed: {e}"),
+                    }
+                }
+            }),
+        )?);
+        Ok(checkpointer)
+    }
+
+    /// Have the writer's connection wake the restarter once the WAL holds
+    /// more than the limit (SQLite's WAL hook, called after each commit with
+    /// the WAL's size in frames).
+    pub(crate) fn watch(&self, writer: &mut Connection) -> rusqlite::Result<()> {
+        let shared = Arc::clone(&self.shared);
+        let restarter = self.restarter.as_ref().map(|handle| handle.thread().clone());
+        writer.wal_hook(Some(
+            move |_: &mut rusqlite::hooks::Wal, frames: std::ffi::c_int| {
+                if i64::from(frames) > shared.wake_frames
+                    && !shared.restart_wanted.swap(true, Ordering::AcqRel)
+                    && let Some(restarter) = &restarter
+                {
+                    restarter.unpark();
+                }
+                Ok(())
+            },
+        ))
+    }
 }
 
-/// What a checkpoint did.
-#[derive(Debug, PartialEq, Eq)]
-enum Checkpointed {
-    /// `PASSIVE`: the WAL copied back as far as the writer allowed.
-    Copied,
-    /// `PASSIVE`, then `RESTART`: the WAL held more than the limit.
-    Restarted,
+impl Drop for Checkpointer {
+    /// Stop both threads; the restarter copies once more on its way out.
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        self.shared.copier.interrupt();
+        let threads = [self.restarter.take(), self.copier.take()];
+        for handle in threads.iter().flatten() {
+            handle.thread().unpark();
+        }
+        for handle in threads.into_iter().flatten() {
+            if handle.join().is_err() {
+                tracing::error!("a WAL checkpoint thread panicked");
+            }
+        }
+    }
 }
 
-/// One checkpoint: `PASSIVE`, then `RESTART` if the WAL still holds more
-/// than `restart_frames`. `db` is the database file.
+/// `PRAGMA wal_checkpoint(mode)`.
+fn wal_checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<Pass> {
+    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
+        Ok(Pass {
+            busy: row.get::<_, i64>(0)? != 0,
+            frames: row.get(1)?,
+            copied: row.get(2)?,
+        })
+    })
+}
+
+/// What a checkpoint pass found.
+#[derive(Clone, Copy, Debug)]
+struct Pass {
+    /// Another checkpoint held the lock: nothing was done.
+    busy: bool,
+    /// The WAL's size in frames.
+    frames: i64,
+    /// How many of them are in the database now.
+    copied: i64,
+}
+
+impl Pass {
+    /// Whether the WAL needs the restarter: it holds more than `limit`
+    /// frames and the pass could not copy them all. (Once every frame is
+    /// copied, the next commit starts the WAL over by itself.)
+    fn needs_restart(self, limit: i64) -> bool {
+        !self.busy && self.frames > limit && self.copied < self.frames
+    }
+}
+
+/// A `PASSIVE` pass on `conn`, taking the checkpoint lock from the copier:
+/// its pass is interrupted until this one gets the lock (about
+/// [`BUSY_TIMEOUT`] at most). Returns the WAL's size in frames.
+fn take_lock_and_copy(
+    conn: &Connection,
+    copier: &rusqlite::InterruptHandle,
+) -> Result<i64, Box<dyn std::error::Error>> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    let mut tries = 0;
+    loop {
+        copier.interrupt();
+        let pass = wal_checkpoint(conn, "PASSIVE")?;
+        if !pass.busy {
+            return Ok(pass.frames);
+        }
+        if std::time::Instant::now() > deadline {
+            return Err("the copier kept the checkpoint lock".into());
+        }
+        std::thread::sleep(busy_sleep(tries).unwrap_or(Duration::from_millis(1)));
+        tries += 1;
+    }
+}
+
+/// Restart the WAL: copy what the copier has not (taking the lock from it),
+/// sync the database, then `RESTART`.
 ///
 /// PASSIVE never waits for the writer, but under a steady stream of commits
 /// it never catches up either, and the WAL only starts over after a
@@ -359,34 +519,19 @@ enum Checkpointed {
 /// database and let the next commit start the WAL over, so that it stays
 /// bounded.
 ///
-/// The first PASSIVE pass runs under `SCHED_IDLE` (`policy`) and may take a
-/// while; what came in meanwhile is copied by a second pass under the
-/// default policy before the RESTART, which then holds the writers only for
-/// the last frames.
-///
 /// A PASSIVE pass that does not catch up never syncs the database, so the
 /// RESTART's sync found a whole WAL's worth of copied pages to write: 4.5 ms
 /// of the 7–8 ms it held the writers. The database is synced here first,
-/// beside the writer: the RESTART holds them for 1.8–4 ms.
-fn checkpoint(
+/// beside the writer: the RESTART holds them for 1.5–7 ms.
+fn restart(
     conn: &Connection,
     db: &std::fs::File,
-    restart_frames: i64,
-    policy: &CheckpointerPolicy,
-) -> Result<Checkpointed, Box<dyn std::error::Error>> {
-    let frames = |mode: &str| {
-        conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
-            row.get::<_, i64>(1)
-        })
-    };
-    if frames("PASSIVE")? <= restart_frames {
-        return Ok(Checkpointed::Copied);
-    }
-    policy.raise();
-    frames("PASSIVE")?;
+    copier: &rusqlite::InterruptHandle,
+) -> Result<(), Box<dyn std::error::Error>> {
+    take_lock_and_copy(conn, copier)?;
     db.sync_data()?;
-    frames("RESTART")?;
-    Ok(Checkpointed::Restarted)
+    wal_checkpoint(conn, "RESTART")?;
+    Ok(())
 }
 
 /// Open one read connection on a file store (the writer has already set WAL).
@@ -712,7 +857,6 @@ pub(crate) fn memory_get(conn: &Connection, agent_id: &str, key: &str) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::sched::can_leave_idle;
 
     /// What SQLite plans for `sql` (parameters bound to 1 and 2).
     fn plan(conn: &Connection, sql: &str) -> String {
@@ -783,88 +927,96 @@ mod tests {
         }
     }
 
-    /// A checkpointer policy the WAL never raises.
-    fn unbounded() -> Arc<CheckpointerPolicy> {
-        Arc::new(CheckpointerPolicy::new(i64::MAX))
-    }
-
-    #[test]
-    fn the_checkpointer_copies_under_sched_idle_where_the_process_may_leave_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let (path, _conn) = writer(&dir);
-        let policy = unbounded();
-        let (handle, stop) = spawn_checkpointer_with(
-            &path,
-            Duration::from_secs(3600),
-            RESTART_BYTES,
-            Arc::clone(&policy),
-        )
-        .unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while policy.is_idle() != can_leave_idle() {
-            assert!(std::time::Instant::now() < deadline, "never lowered");
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        stop.store(true, Ordering::Relaxed);
-        handle.thread().unpark();
-        handle.join().unwrap();
-        assert!(!policy.is_idle(), "raised for the last pass");
-    }
-
-    #[test]
-    fn the_writer_raises_the_checkpointer_once_the_wal_passes_the_bound() {
-        let dir = tempfile::tempdir().unwrap();
-        let (path, mut conn) = writer(&dir);
-        let policy = watch_wal_past(&mut conn, &path, 64 << 10).unwrap();
-        let lowered = Arc::clone(&policy);
-        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-        let idle = std::thread::spawn(move || {
-            lowered.lower();
-            done_rx.recv().unwrap();
-        });
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while policy.is_idle() != can_leave_idle() {
-            assert!(std::time::Instant::now() < deadline, "never lowered");
-            std::thread::yield_now();
-        }
-        commit_rows(&conn, 2);
-        assert_eq!(policy.is_idle(), can_leave_idle(), "under the bound");
-        commit_rows(&conn, 60);
-        assert!(!policy.is_idle(), "past the bound");
-        done_tx.send(()).unwrap();
-        idle.join().unwrap();
-    }
-
     fn size(path: &str) -> u64 {
         std::fs::metadata(path).map_or(0, |m| m.len())
     }
 
-    #[test]
-    fn a_checkpoint_restarts_the_wal_only_once_it_holds_more_than_the_limit() {
-        let dir = tempfile::tempdir().unwrap();
-        let (path, conn) = writer(&dir);
-        let other = Connection::open(&path).unwrap();
-        let db = std::fs::File::open(&path).unwrap();
-        commit_rows(&conn, 20);
-        let policy = CheckpointerPolicy::new(i64::MAX);
-        assert_eq!(
-            checkpoint(&other, &db, 256, &policy).unwrap(),
-            Checkpointed::Copied
-        );
-        commit_rows(&conn, 100);
-        assert_eq!(
-            checkpoint(&other, &db, 256, &policy).unwrap(),
-            Checkpointed::Restarted
-        );
-        assert!(size(&path) > 120 << 10, "every row copied: {} bytes", size(&path));
+    /// The WAL's size in frames, as another connection finds it.
+    fn wal_frames(path: &str) -> i64 {
+        wal_checkpoint(&Connection::open(path).unwrap(), "PASSIVE")
+            .unwrap()
+            .frames
     }
 
     #[test]
-    fn the_checkpointer_copies_the_wal_back_beside_the_writer_and_once_more_when_stopped() {
+    fn a_restart_copies_the_wal_and_the_next_commit_starts_it_over() {
         let dir = tempfile::tempdir().unwrap();
         let (path, conn) = writer(&dir);
-        let (handle, stop) =
-            spawn_checkpointer_with(&path, Duration::from_millis(5), RESTART_BYTES, unbounded()).unwrap();
+        let restarting = Connection::open(&path).unwrap();
+        let copier = Connection::open(&path).unwrap();
+        let db = std::fs::File::open(&path).unwrap();
+        commit_rows(&conn, 100);
+        assert!(wal_frames(&path) > 300, "{} frames", wal_frames(&path));
+        restart(&restarting, &db, &copier.get_interrupt_handle()).unwrap();
+        assert!(size(&path) > 100 << 10, "every row copied: {} bytes", size(&path));
+        commit_rows(&conn, 1);
+        assert!(
+            wal_frames(&path) < 10,
+            "started over: {} frames",
+            wal_frames(&path)
+        );
+    }
+
+    #[test]
+    fn the_writer_wakes_the_restarter_once_the_wal_holds_more_than_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, mut conn) = writer(&dir);
+        // The copier never copies: only the restarter can.
+        let checkpointer =
+            Checkpointer::spawn_with(&path, Duration::from_secs(3600), 16 << 10, 64 << 10).unwrap();
+        checkpointer.watch(&mut conn).unwrap();
+        let before = size(&path);
+        commit_rows(&conn, 5);
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(size(&path), before, "under the limit, nothing copied");
+        commit_rows(&conn, 100);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while size(&path) < 100 << 10 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never restarted: {} bytes",
+                size(&path)
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        while checkpointer.shared.restarts.load(Ordering::Relaxed) == 0 {
+            assert!(std::time::Instant::now() < deadline, "restart never done");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        commit_rows(&conn, 1);
+        assert!(
+            wal_frames(&path) < 10,
+            "started over: {} frames",
+            wal_frames(&path)
+        );
+    }
+
+    #[test]
+    fn a_copy_wakes_the_restarter_only_when_it_left_frames_of_a_wal_past_the_limit() {
+        let pass = |frames, copied| Pass {
+            busy: false,
+            frames,
+            copied,
+        };
+        assert!(pass(101, 50).needs_restart(100));
+        assert!(
+            !pass(101, 101).needs_restart(100),
+            "all copied: the next commit starts it over"
+        );
+        assert!(!pass(100, 50).needs_restart(100), "at the limit");
+        let busy = Pass {
+            busy: true,
+            ..pass(101, 50)
+        };
+        assert!(!busy.needs_restart(100), "the restarter holds the lock");
+    }
+
+    #[test]
+    fn the_copier_copies_the_wal_back_beside_the_writer_and_the_restarter_once_more_when_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, conn) = writer(&dir);
+        let checkpointer =
+            Checkpointer::spawn_with(&path, Duration::from_millis(5), RESTART_BYTES, WAKE_BYTES).unwrap();
         commit_rows(&conn, 100);
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while size(&path) < 100 << 10 {
@@ -875,17 +1027,13 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(5));
         }
-        stop.store(true, Ordering::Relaxed);
-        handle.thread().unpark();
-        handle.join().unwrap();
+        drop(checkpointer);
 
-        let (handle, stop) =
-            spawn_checkpointer_with(&path, Duration::from_secs(3600), RESTART_BYTES, unbounded()).unwrap();
+        let checkpointer =
+            Checkpointer::spawn_with(&path, Duration::from_secs(3600), RESTART_BYTES, WAKE_BYTES).unwrap();
         commit_rows(&conn, 100);
         let before = size(&path);
-        stop.store(true, Ordering::Relaxed);
-        handle.thread().unpark();
-        handle.join().unwrap();
+        drop(checkpointer);
         assert!(
             size(&path) >= before + (100 << 10),
             "{before} -> {} bytes",
