@@ -1026,17 +1026,23 @@ async fn the_committer_thread_runs_as_a_batch_thread() {
     let (store, _) = open(dir.path());
     // Committed by the committer thread (`Durability::Full`): it has started.
     store.upsert_agent(agent("a1", None)).await.unwrap();
-    // Other tests open stores meanwhile: wait for a moment when every
-    // committer thread of the process has set its policy.
+    wait_until_every_thread_has_policy("agentwire-store", "3");
+}
+
+/// Wait (5 s at most) for a moment when every thread named `name` has
+/// `policy`: other tests open stores meanwhile, whose threads may not have
+/// set theirs yet.
+#[cfg(target_os = "linux")]
+fn wait_until_every_thread_has_policy(name: &str, policy: &str) {
     let until = Instant::now() + Duration::from_secs(5);
     loop {
-        let policies = policies_of("agentwire-store");
-        assert!(!policies.is_empty(), "no agentwire-store thread");
-        if policies.iter().all(|policy| policy == "3") {
-            break;
+        let policies = policies_of(name);
+        assert!(!policies.is_empty(), "no {name} thread");
+        if policies.iter().all(|p| p == policy) {
+            return;
         }
-        assert!(Instant::now() < until, "not SCHED_BATCH: {policies:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(Instant::now() < until, "{name}: {policies:?}, not {policy}");
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -1048,18 +1054,7 @@ async fn the_committer_thread_runs_as_a_batch_thread() {
 fn the_wal_copier_runs_as_an_idle_thread_and_the_restarter_does_not() {
     let dir = tempfile::tempdir().unwrap();
     let (_store, _) = open(dir.path());
-    // Other tests open stores meanwhile: wait for a moment when every copier
-    // of the process has set its policy.
-    let until = Instant::now() + Duration::from_secs(5);
-    loop {
-        let copiers = policies_of("agentwire-ckpt");
-        assert!(!copiers.is_empty(), "no agentwire-ckpt thread");
-        if copiers.iter().all(|policy| policy == "5") {
-            break;
-        }
-        assert!(Instant::now() < until, "not SCHED_IDLE: {copiers:?}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until_every_thread_has_policy("agentwire-ckpt", "5");
     let restarters = policies_of("agentwire-wal");
     assert!(!restarters.is_empty(), "no agentwire-wal thread");
     assert!(restarters.iter().all(|policy| policy == "0"), "{restarters:?}");
