@@ -313,16 +313,17 @@ impl Checkpointer {
         };
         let copying = open().map_err(|e| open_err(e.to_string()))?;
         let restarting = open().map_err(|e| open_err(e.to_string()))?;
-        let page_size: i64 = restarting
-            .pragma_query_value(None, "page_size", |row| row.get(0))
-            .map_err(|e| open_err(e.to_string()))?;
+        let page_size = restarting
+            .pragma_query_value(None, "page_size", |row| row.get::<_, i64>(0))
+            .map_err(|e| open_err(e.to_string()))?
+            .max(512);
         // The database file, to sync beside the writer (see `restart`).
         let db = std::fs::File::open(path).map_err(|e| open_err(e.to_string()))?;
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
             restart_wanted: AtomicBool::new(false),
-            restart_frames: restart_bytes / page_size.max(512),
-            wake_frames: wake_bytes / page_size.max(512),
+            restart_frames: restart_bytes / page_size,
+            wake_frames: wake_bytes / page_size,
             copier: copying.get_interrupt_handle(),
             restarts: std::sync::atomic::AtomicU64::new(0),
             copying: AtomicBool::new(false),
@@ -336,43 +337,7 @@ impl Checkpointer {
         let s = Arc::clone(&shared);
         let restarter = spawn(
             "agentwire-wal",
-            Box::new(move || {
-                loop {
-                    let stopping = s.stop.load(Ordering::Relaxed);
-                    if stopping || s.restart_wanted.load(Ordering::Acquire) {
-                        // Woken by the writer: let the copier end its pass
-                        // (its copies count only once it ends) for a while.
-                        let until = std::time::Instant::now() + every / 2;
-                        while !stopping && s.copying.load(Ordering::Acquire) {
-                            let now = std::time::Instant::now();
-                            if now >= until {
-                                break;
-                            }
-                            std::thread::park_timeout(until - now);
-                        }
-                        let done = if stopping {
-                            take_lock_and_copy(&restarting, &s.copier).map(drop)
-                        } else {
-                            restart(&restarting, &db, &s.copier)
-                        };
-                        match done {
-                            Ok(()) => {
-                                s.restarts.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Err(e) => {
-                                tracing::warn!("WAL checkpoint failed: {e}");
-                                // Not again at the next commit.
-                                std::thread::sleep(every);
-                            }
-                        }
-                        s.restart_wanted.store(false, Ordering::Release);
-                        if stopping {
-                            break;
-                        }
-                    }
-                    std::thread::park_timeout(every);
-                }
-            }),
+            Box::new(move || run_restarter(&s, &restarting, &db, every)),
         )?;
         let restart_thread = restarter.thread().clone();
         // Dropped on an error below, it stops the restarter.
@@ -381,39 +346,9 @@ impl Checkpointer {
             copier: None,
             restarter: Some(restarter),
         };
-        let s = shared;
         checkpointer.copier = Some(spawn(
             "agentwire-ckpt",
-            Box::new(move || {
-                sched::run_as_idle_thread();
-                while !s.stop.load(Ordering::Relaxed) {
-                    std::thread::park_timeout(every);
-                    if s.stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    s.copying.store(true, Ordering::Release);
-                    let pass = wal_checkpoint(&copying, "PASSIVE");
-                    s.copying.store(false, Ordering::Release);
-                    if s.restart_wanted.load(Ordering::Acquire) {
-                        // It waits for the end of this pass.
-                        restart_thread.unpark();
-                    }
-                    match pass {
-                        Ok(pass) => {
-                            if pass.needs_restart(s.restart_frames)
-                                && !s.restart_wanted.swap(true, Ordering::AcqRel)
-                            {
-                                restart_thread.unpark();
-                            }
-                        }
-                        // The restarter wants the lock, and copies what this
-                        // pass would have.
-                        Err(e)
-                            if e.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted) => {}
-                        Err(e) => tracing::warn!("WAL checkpoint failed: {e}"),
-                    }
-                }
-            }),
+            Box::new(move || run_copier(&shared, &copying, &restart_thread, every)),
         )?);
         Ok(checkpointer)
     }
@@ -455,6 +390,73 @@ impl Drop for Checkpointer {
     }
 }
 
+/// The copier's loop: a `PASSIVE` pass every `every`, under `SCHED_IDLE`;
+/// a pass that leaves frames of a WAL past the limit wakes the restarter.
+fn run_copier(s: &Shared, conn: &Connection, restarter: &std::thread::Thread, every: Duration) {
+    sched::run_as_idle_thread();
+    while !s.stop.load(Ordering::Relaxed) {
+        std::thread::park_timeout(every);
+        if s.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        s.copying.store(true, Ordering::Release);
+        let pass = wal_checkpoint(conn, "PASSIVE");
+        s.copying.store(false, Ordering::Release);
+        if s.restart_wanted.load(Ordering::Acquire) {
+            // It waits for the end of this pass.
+            restarter.unpark();
+        }
+        match pass {
+            Ok(pass) => {
+                if pass.needs_restart(s.restart_frames) && !s.restart_wanted.swap(true, Ordering::AcqRel) {
+                    restarter.unpark();
+                }
+            }
+            // The restarter wants the lock, and copies what this pass would
+            // have.
+            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted) => {}
+            Err(e) => tracing::warn!("WAL checkpoint failed: {e}"),
+        }
+    }
+}
+
+/// The restarter's loop: restart the WAL when woken for it; copy once more
+/// when stopped.
+fn run_restarter(s: &Shared, conn: &Connection, db: &std::fs::File, every: Duration) {
+    loop {
+        if s.stop.load(Ordering::Relaxed) {
+            if let Err(e) = take_lock_and_copy(conn, &s.copier) {
+                tracing::warn!("WAL checkpoint failed: {e}");
+            }
+            return;
+        }
+        if s.restart_wanted.load(Ordering::Acquire) {
+            // Woken by the writer: let the copier end its pass (its copies
+            // count only once it ends) for a while.
+            let until = std::time::Instant::now() + every / 2;
+            while s.copying.load(Ordering::Acquire) {
+                let now = std::time::Instant::now();
+                if now >= until {
+                    break;
+                }
+                std::thread::park_timeout(until - now);
+            }
+            match restart(conn, db, &s.copier) {
+                Ok(()) => {
+                    s.restarts.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    tracing::warn!("WAL checkpoint failed: {e}");
+                    // Not again at the next commit.
+                    std::thread::sleep(every);
+                }
+            }
+            s.restart_wanted.store(false, Ordering::Release);
+        }
+        std::thread::park_timeout(every);
+    }
+}
+
 /// `PRAGMA wal_checkpoint(mode)`.
 fn wal_checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<Pass> {
     conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
@@ -488,18 +490,17 @@ impl Pass {
 
 /// A `PASSIVE` pass on `conn`, taking the checkpoint lock from the copier:
 /// its pass is interrupted until this one gets the lock (about
-/// [`BUSY_TIMEOUT`] at most). Returns the WAL's size in frames.
+/// [`BUSY_TIMEOUT`] at most).
 fn take_lock_and_copy(
     conn: &Connection,
     copier: &rusqlite::InterruptHandle,
-) -> Result<i64, Box<dyn std::error::Error>> {
+) -> Result<(), Box<dyn std::error::Error>> {
     let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
     let mut tries = 0;
     loop {
         copier.interrupt();
-        let pass = wal_checkpoint(conn, "PASSIVE")?;
-        if !pass.busy {
-            return Ok(pass.frames);
+        if !wal_checkpoint(conn, "PASSIVE")?.busy {
+            return Ok(());
         }
         if std::time::Instant::now() > deadline {
             return Err("the copier kept the checkpoint lock".into());
