@@ -13,12 +13,15 @@
 //! of 0.7 to 3.1 ms on `:memory:`, pinned a steady 92k and 0.65 ms; with
 //! SQLite, 71k unpinned and 78k pinned on average.
 //!
-//! A thread that serves one lone active connection polls for a while after
-//! each message instead of sleeping at once (see [`frame_received`]): on a
-//! virtual machine, waking a sleeping thread on an idle CPU costs tens of
-//! microseconds, the larger part of a lone client's round trip. Once two
-//! connections or more are active on the thread it never polls: the CPU then
-//! does more good serving them than spinning.
+//! A thread polls for a while after each message instead of sleeping at
+//! once (see [`frame_received`]): on a virtual machine, sleeping and being
+//! woken cost a context switch each, and waking a thread on an idle CPU tens
+//! of microseconds. A thread that serves one lone active connection polls
+//! for [`POLL_FOR`], the larger part of a lone client's round trip. Once two
+//! connections or more are active on it, it polls for [`POLL_BUSY_FOR`]
+//! only: the commit its message started, or the next message, comes in that
+//! soon more often than not, and longer polls took the CPU from the other
+//! threads (the committer, the load) and doubled the p99.
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -32,6 +35,10 @@ use tokio_util::sync::CancellationToken;
 
 /// How long a thread polls after its lone connection's last message.
 const POLL_FOR: Duration = Duration::from_micros(200);
+
+/// How long a thread serving several active connections polls after the
+/// last message.
+const POLL_BUSY_FOR: Duration = Duration::from_micros(20);
 
 /// How long after a message from another connection the thread counts as
 /// serving more than one.
@@ -63,13 +70,14 @@ pub(crate) fn frame_received(connection: usize, now: Instant) {
     });
 }
 
-/// Whether this thread should poll rather than sleep: one connection is
-/// active on it, and its last message is recent.
-fn lone_and_recent(now: Instant) -> bool {
+/// Whether this thread should poll rather than sleep: its last message
+/// came less than [`POLL_FOR`] ago if one connection is active on it, less
+/// than [`POLL_BUSY_FOR`] ago if more are.
+fn should_poll(now: Instant) -> bool {
     let a = ACTIVITY.with(Cell::get);
-    let recent = a.last.is_some_and(|(at, _)| now.duration_since(at) < POLL_FOR);
     let others = a.switched.is_some_and(|at| now.duration_since(at) < OTHERS_FOR);
-    recent && !others
+    let window = if others { POLL_BUSY_FOR } else { POLL_FOR };
+    a.last.is_some_and(|(at, _)| now.duration_since(at) < window)
 }
 
 /// Set when the thread wakes from sleep; wakes the poller.
@@ -135,7 +143,7 @@ impl Shards {
                         runtime.block_on(async {
                             tokio::select! {
                                 _ = stop.cancelled() => {}
-                                _ = poll_while_lone(&unparked) => {}
+                                _ = poll_while_recent(&unparked) => {}
                             }
                         })
                     })?,
@@ -175,14 +183,14 @@ impl Drop for Shards {
     }
 }
 
-/// The thread's poller: each time the thread wakes, while one connection is
-/// active and its last message is recent, keep the runtime from sleeping. A
+/// The thread's poller: each time the thread wakes, while its last message
+/// is recent ([`should_poll`]), keep the runtime from sleeping. A
 /// task that yields makes the runtime look at its sockets without blocking
 /// (`epoll_wait` with no timeout) before it runs the task again; the OS
 /// thread yields too, so another thread that needs this CPU gets it.
-async fn poll_while_lone(unparked: &Unparked) {
+async fn poll_while_recent(unparked: &Unparked) {
     loop {
-        while lone_and_recent(Instant::now()) {
+        while should_poll(Instant::now()) {
             std::thread::yield_now();
             tokio::task::yield_now().await;
         }
@@ -203,28 +211,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn polls_only_for_a_lone_connection_and_only_after_a_recent_message() {
+    fn polls_long_for_a_lone_connection_briefly_for_several_and_only_after_a_recent_message() {
         // A fresh thread: its own activity.
         std::thread::spawn(|| {
             let t0 = Instant::now();
-            assert!(!lone_and_recent(t0), "nothing arrived yet");
+            assert!(!should_poll(t0), "nothing arrived yet");
             frame_received(1, t0);
-            assert!(lone_and_recent(t0 + Duration::from_micros(50)));
-            assert!(!lone_and_recent(t0 + POLL_FOR), "the last message is too old");
+            assert!(should_poll(t0 + Duration::from_micros(50)));
+            assert!(!should_poll(t0 + POLL_FOR), "the last message is too old");
             // The same connection again: still lone.
             let t1 = t0 + Duration::from_millis(1);
             frame_received(1, t1);
-            assert!(lone_and_recent(t1));
-            // Another connection: no polling while both are active...
+            assert!(should_poll(t1));
+            // Another connection: while both are active, only briefly...
             let t2 = t1 + Duration::from_micros(10);
             frame_received(2, t2);
-            assert!(!lone_and_recent(t2));
-            frame_received(2, t2 + Duration::from_millis(1));
-            assert!(!lone_and_recent(t2 + Duration::from_millis(1)));
-            // ...and again once the other has been quiet long enough.
-            let t3 = t2 + OTHERS_FOR;
+            assert!(should_poll(t2));
+            assert!(!should_poll(t2 + POLL_BUSY_FOR), "past the short window");
+            let t3 = t2 + Duration::from_millis(1);
             frame_received(2, t3);
-            assert!(lone_and_recent(t3));
+            assert!(should_poll(t3 + POLL_BUSY_FOR / 2));
+            assert!(
+                !should_poll(t3 + Duration::from_micros(50)),
+                "a lone connection's window, not a busy one's"
+            );
+            // ...and long again once the other has been quiet long enough.
+            let t4 = t2 + OTHERS_FOR;
+            frame_received(2, t4);
+            assert!(should_poll(t4 + Duration::from_micros(50)));
         })
         .join()
         .unwrap();
