@@ -19,9 +19,10 @@
 //! of microseconds. A thread that serves one lone active connection polls
 //! for [`POLL_FOR`], the larger part of a lone client's round trip. Once two
 //! connections or more are active on it, it polls for [`POLL_BUSY_FOR`]
-//! only: the commit its message started, or the next message, comes in that
-//! soon more often than not, and longer polls took the CPU from the other
-//! threads (the committer, the load) and doubled the p99.
+//! only: long enough to save many sleeps (the commit its message started,
+//! or the next message, often comes that soon), short enough to leave the
+//! CPU to the other threads (the committer, the load generator); polling for
+//! 200 µs there doubled the p99 (`bench/README.md`).
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -233,7 +234,7 @@ mod tests {
             assert!(should_poll(t3 + POLL_BUSY_FOR / 2));
             assert!(
                 !should_poll(t3 + Duration::from_micros(50)),
-                "a lone connection's window, not a busy one's"
+                "several connections: the short window, not a lone one's"
             );
             // ...and long again once the other has been quiet long enough.
             let t4 = t2 + OTHERS_FOR;
