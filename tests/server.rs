@@ -276,6 +276,8 @@ async fn healthz_and_metrics_share_the_websocket_port() {
         "agentwire_executions_total{outcome=\"succeeded\"} 1",
         "agentwire_executions_total{outcome=\"failed\"} 1",
         "agentwire_execution_duration_seconds_count 2",
+        "agentwire_store_failed_writes_total 0",
+        "agentwire_store_wal_restarts_total 0",
     ] {
         assert!(body.lines().any(|l| l == line), "no `{line}` in\n{body}");
     }

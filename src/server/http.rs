@@ -12,6 +12,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::Shared;
+use super::metrics::StoreCounts;
 
 /// The largest request head accepted, in bytes.
 pub(crate) const MAX_HEAD: usize = 16 * 1024;
@@ -161,7 +162,7 @@ pub(crate) async fn respond(shared: &Shared, stream: &mut TcpStream, request: Re
                 "text/plain; version=0.0.4; charset=utf-8",
                 shared
                     .metrics
-                    .render(shared.running_executions(), shared.store.commit_count()),
+                    .render(shared.running_executions(), StoreCounts::of(&shared.store)),
             ),
             _ => (
                 404,

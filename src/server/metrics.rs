@@ -36,6 +36,27 @@ const BUCKETS: [f64; 12] = [
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0,
 ];
 
+/// The store's counters, as `/metrics` shows them.
+pub struct StoreCounts {
+    /// Transactions committed.
+    pub commits: u64,
+    /// Writes that failed.
+    pub failed_writes: u64,
+    /// Times the WAL was restarted.
+    pub wal_restarts: u64,
+}
+
+impl StoreCounts {
+    /// The counters of `store` now.
+    pub fn of(store: &crate::store::Store) -> StoreCounts {
+        StoreCounts {
+            commits: store.commit_count(),
+            failed_writes: store.failed_write_count(),
+            wal_restarts: store.wal_restart_count(),
+        }
+    }
+}
+
 /// Every counter the server keeps.
 #[derive(Default)]
 pub struct Metrics {
@@ -115,9 +136,9 @@ impl Metrics {
         opened.saturating_sub(self.connections_closed.load(Relaxed))
     }
 
-    /// The Prometheus text exposition (format 0.0.4), with two figures kept
-    /// elsewhere: the executions running now and the store's commits so far.
-    pub fn render(&self, running_executions: usize, store_commits: u64) -> String {
+    /// The Prometheus text exposition (format 0.0.4), with figures kept
+    /// elsewhere: the executions running now and the store's counters.
+    pub fn render(&self, running_executions: usize, store: StoreCounts) -> String {
         let mut out = String::with_capacity(2048);
         let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -183,7 +204,19 @@ impl Metrics {
             "agentwire_store_commits_total",
             "counter",
             "Store transactions committed (executions per commit shows the group commit at work).",
-            &[("", store_commits)],
+            &[("", store.commits)],
+        );
+        metric(
+            "agentwire_store_failed_writes_total",
+            "counter",
+            "Store writes that failed (each also logged).",
+            &[("", store.failed_writes)],
+        );
+        metric(
+            "agentwire_store_wal_restarts_total",
+            "counter",
+            "Times the WAL was written from its start again; each holds the writer for a few milliseconds.",
+            &[("", store.wal_restarts)],
         );
         let labels = ExecutionOutcome::ALL.map(|o| format!("{{outcome=\"{}\"}}", o.label()));
         let by_outcome: Vec<(&str, u64)> = labels
@@ -225,7 +258,12 @@ mod tests {
         metrics.execution(ExecutionOutcome::Succeeded, Duration::from_millis(3));
         metrics.execution(ExecutionOutcome::Failed, Duration::from_millis(300));
         metrics.execution(ExecutionOutcome::Cancelled, Duration::from_secs(100));
-        let text = metrics.render(2, 7);
+        let store = StoreCounts {
+            commits: 7,
+            failed_writes: 1,
+            wal_restarts: 3,
+        };
+        let text = metrics.render(2, store);
         assert!(text.contains("agentwire_execution_duration_seconds_bucket{le=\"0.001\"} 0\n"));
         assert!(text.contains("agentwire_execution_duration_seconds_bucket{le=\"0.005\"} 1\n"));
         assert!(text.contains("agentwire_execution_duration_seconds_bucket{le=\"0.5\"} 2\n"));
@@ -235,5 +273,7 @@ mod tests {
         assert!(text.contains("agentwire_executions_total{outcome=\"cancelled\"} 1\n"));
         assert!(text.contains("agentwire_executions_running 2\n"));
         assert!(text.contains("agentwire_store_commits_total 7\n"));
+        assert!(text.contains("agentwire_store_failed_writes_total 1\n"));
+        assert!(text.contains("agentwire_store_wal_restarts_total 3\n"));
     }
 }

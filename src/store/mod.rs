@@ -776,6 +776,17 @@ impl Store {
         self.inner.failed_writes.load(Ordering::Relaxed)
     }
 
+    /// How many times the WAL has been restarted (written from its start
+    /// again, after every frame in it was copied into the database) since
+    /// the store was opened; always 0 on `:memory:`. Each restart holds the
+    /// writer for a few milliseconds.
+    pub fn wal_restart_count(&self) -> u64 {
+        self.inner
+            .checkpointer
+            .as_ref()
+            .map_or(0, sql::Checkpointer::restarts)
+    }
+
     /// Queue ops nobody awaits: the committer thread commits them if nobody is.
     fn send_detached(&self, ops: impl IntoIterator<Item = Op>) -> Result<(), StoreError> {
         if let Some(leader) = self.inner.committer.enqueue(ops)? {

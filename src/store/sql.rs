@@ -353,6 +353,11 @@ impl Checkpointer {
         Ok(checkpointer)
     }
 
+    /// How many times the restarter has restarted the WAL.
+    pub(crate) fn restarts(&self) -> u64 {
+        self.shared.restarts.load(Ordering::Relaxed)
+    }
+
     /// Have the writer's connection wake the restarter once the WAL holds
     /// more than the limit (SQLite's WAL hook, called after each commit with
     /// the WAL's size in frames).
@@ -977,7 +982,7 @@ mod tests {
         commit_rows(&tx, 100);
         tx.commit().unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while checkpointer.shared.restarts.load(Ordering::Relaxed) == 0 {
+        while checkpointer.restarts() == 0 {
             assert!(std::time::Instant::now() < deadline, "never restarted");
             std::thread::sleep(Duration::from_millis(1));
         }
