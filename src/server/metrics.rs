@@ -42,7 +42,7 @@ pub struct StoreCounts {
     pub commits: u64,
     /// Writes that failed.
     pub failed_writes: u64,
-    /// Times the WAL was restarted.
+    /// `RESTART` checkpoints of the WAL.
     pub wal_restarts: u64,
 }
 
@@ -209,13 +209,13 @@ impl Metrics {
         metric(
             "agentwire_store_failed_writes_total",
             "counter",
-            "Store writes that failed (each also logged).",
+            "Store writes that failed.",
             &[("", store.failed_writes)],
         );
         metric(
             "agentwire_store_wal_restarts_total",
             "counter",
-            "Times the WAL was written from its start again; each holds the writer for a few milliseconds.",
+            "WAL RESTART checkpoints: each copies what is left of the WAL into the database and rewinds it, holding the writer for a few milliseconds.",
             &[("", store.wal_restarts)],
         );
         let labels = ExecutionOutcome::ALL.map(|o| format!("{{outcome=\"{}\"}}", o.label()));

@@ -776,10 +776,10 @@ impl Store {
         self.inner.failed_writes.load(Ordering::Relaxed)
     }
 
-    /// How many times the WAL has been restarted (written from its start
-    /// again, after every frame in it was copied into the database) since
-    /// the store was opened; always 0 on `:memory:`. Each restart holds the
-    /// writer for a few milliseconds.
+    /// How many `RESTART` checkpoints the store's restarter has run since the
+    /// store was opened (each copies what is left of the WAL into the
+    /// database and rewinds the WAL, holding the writer for a few
+    /// milliseconds); always 0 on `:memory:`.
     pub fn wal_restart_count(&self) -> u64 {
         self.inner
             .checkpointer

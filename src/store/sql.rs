@@ -353,7 +353,7 @@ impl Checkpointer {
         Ok(checkpointer)
     }
 
-    /// How many times the restarter has restarted the WAL.
+    /// How many `RESTART` checkpoints the restarter has run.
     pub(crate) fn restarts(&self) -> u64 {
         self.shared.restarts.load(Ordering::Relaxed)
     }
