@@ -694,6 +694,47 @@ async fn an_ack_dropped_or_outliving_the_store_still_commits() {
     assert_eq!(store.list_agents().await.unwrap(), vec![agent("a1", None)]);
 }
 
+/// The writer keeps a read transaction open from one commit to the next
+/// (fewer locks a commit), which holds the WAL's checkpoints back. Left
+/// alone, the store lets go of it, whoever committed last: a checkpoint then
+/// copies the whole WAL.
+#[tokio::test]
+async fn a_store_left_alone_lets_a_checkpoint_copy_the_whole_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_normal(dir.path());
+    let check = raw(dir.path());
+    let all_copied = |after: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (busy, frames, copied): (i64, i64, i64) = check
+                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .unwrap();
+            if busy == 0 && copied == frames {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{after}: {copied} of {frames} frames copied, busy {busy}"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
+    store.upsert_agent(agent("a1", None)).await.unwrap();
+    all_copied("after the first commit");
+    // Long enough for the committer thread to find nothing kept, and to wait
+    // for its turn only: it does not know of what a caller keeps after this.
+    std::thread::sleep(Duration::from_millis(50));
+    store.upsert_agent(agent("a2", None)).await.unwrap();
+    all_copied("after a caller's commit");
+    // Committed by the committer thread: nobody waits for a memory write.
+    store.memory_set("a1", "k", json!(1));
+    store.flush().await.unwrap();
+    all_copied("after the committer thread's commit");
+    assert_eq!(store.memory_get("a1", "k"), Some(json!(1)));
+}
+
 /// An ack left unpolled holds the duty to commit, but not for long: another
 /// caller's write is committed all the same, and the unpolled one with it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

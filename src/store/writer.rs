@@ -32,6 +32,7 @@ use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
 use super::key::{key_of, lookup_key};
+use super::snapshot::{self, Snapshot};
 use super::sql::execution_by_id;
 use super::{ExecutionStatus, MemoryCache, StoreError, lock};
 
@@ -300,6 +301,7 @@ impl Committer {
     fn lead(&self, rounds: Option<usize>) {
         let unwinding = Unwinding(self);
         let mut done = 0;
+        let mut took_snapshot = false;
         loop {
             let mut batch = {
                 let mut queue = lock(&self.queue);
@@ -322,8 +324,17 @@ impl Committer {
                     queue.ops.drain(..self.max_batch).collect()
                 }
             };
-            lock(&self.writer).process(&mut batch);
+            let mut writer = lock(&self.writer);
+            let kept = writer.holds_snapshot();
+            writer.process(&mut batch);
+            took_snapshot |= !kept && writer.holds_snapshot();
+            drop(writer);
             done += 1;
+        }
+        if rounds.is_some() && took_snapshot {
+            // The committer thread may be asleep for good: it lets go of the
+            // snapshots it sees, and it did not see this one.
+            lock(&self.writer).release_snapshot();
         }
         std::mem::forget(unwinding);
     }
@@ -341,15 +352,45 @@ impl Committer {
                     }
                     // What a caller still leads, it commits itself.
                     if queue.closed {
+                        drop(queue);
+                        lock(&self.writer).release_snapshot();
                         return;
                     }
-                    queue = self
+                    // A snapshot kept since the last commit holds the
+                    // checkpoints back: let go of it once nothing was written
+                    // for a while. (Locked, the writer is in a leader's
+                    // hands, which may keep one.)
+                    let kept = self.try_writer().is_none_or(|writer| writer.holds_snapshot());
+                    if !kept {
+                        queue = self
+                            .turn
+                            .wait(queue)
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        continue;
+                    }
+                    let (woken, wait) = self
                         .turn
-                        .wait(queue)
+                        .wait_timeout(queue, snapshot::HOLD)
                         .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    queue = woken;
+                    if wait.timed_out()
+                        && !queue.thread_turn
+                        && let Some(mut writer) = self.try_writer()
+                    {
+                        writer.release_snapshot();
+                    }
                 }
             }
             self.lead(None);
+        }
+    }
+
+    /// The writer, unless a leader has it.
+    fn try_writer(&self) -> Option<std::sync::MutexGuard<'_, Writer>> {
+        match self.writer.try_lock() {
+            Ok(writer) => Some(writer),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
         }
     }
 
@@ -363,6 +404,9 @@ impl Committer {
 
 /// The leader's connection and counters.
 pub(crate) struct Writer {
+    /// The connection's read transaction kept between commits (file stores
+    /// only). Declared before `conn`: it is dropped first.
+    pub(crate) snapshot: Option<Snapshot>,
     pub(crate) conn: Connection,
     pub(crate) commits: Arc<AtomicU64>,
     pub(crate) failed_writes: Arc<AtomicU64>,
@@ -400,7 +444,15 @@ impl Writer {
             outcomes.resize_with(writes.len(), || Ok(true));
             Ok(())
         } else {
-            let result = apply_all(&self.conn, &mut self.lowest_key, &writes, &mut outcomes);
+            let result = begin(&self.conn, self.snapshot.as_mut())
+                .map_err(StoreError::from)
+                .and_then(|tx| apply_all(tx, &mut self.lowest_key, &writes, &mut outcomes));
+            if result.is_err()
+                && let Some(snapshot) = &mut self.snapshot
+            {
+                // Whatever the failure did to the transaction, begin afresh.
+                snapshot.release();
+            }
             if result.is_ok() {
                 self.commits.fetch_add(1, Ordering::Relaxed);
             }
@@ -418,6 +470,18 @@ impl Writer {
             };
             self.answer(&write, ack, outcome);
         }
+    }
+
+    /// Let go of the read transaction kept since the last commit, if any.
+    pub(crate) fn release_snapshot(&mut self) {
+        if let Some(snapshot) = &mut self.snapshot {
+            snapshot.release();
+        }
+    }
+
+    /// Whether a read transaction is kept since the last commit.
+    fn holds_snapshot(&self) -> bool {
+        self.snapshot.as_ref().is_some_and(Snapshot::is_held)
     }
 
     fn answer(&self, write: &Write, ack: Ack, outcome: Result<bool, StoreError>) {
@@ -440,16 +504,38 @@ impl Writer {
     }
 }
 
+/// `BEGIN IMMEDIATE`, in the read transaction the last commit left open
+/// when there is one, and leave the new one open past its `COMMIT` (see
+/// `snapshot.rs`).
+fn begin<'c>(conn: &'c Connection, snapshot: Option<&mut Snapshot>) -> rusqlite::Result<Batch<'c>> {
+    let Some(snapshot) = snapshot else {
+        return Batch::begin(conn);
+    };
+    if snapshot.is_old() {
+        snapshot.release();
+    }
+    let tx = match Batch::begin(conn) {
+        // Held, it does not wait for the lock: someone else writes, or waits
+        // for the snapshot to go, or has made it stale.
+        Err(e) if snapshot.is_held() && e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => {
+            snapshot.release();
+            Batch::begin(conn)?
+        }
+        begun => begun?,
+    };
+    snapshot.hold();
+    Ok(tx)
+}
+
 /// The whole batch in one transaction. A write that fails alone (a constraint,
 /// a missing row) rolls back only itself; a failure that ends the transaction
 /// (I/O, disk full) or a failed COMMIT fails the whole batch.
 fn apply_all(
-    conn: &Connection,
+    tx: Batch<'_>,
     lowest_key: &mut i64,
     writes: &[(Write, Ack)],
     outcomes: &mut Vec<Result<bool, StoreError>>,
 ) -> Result<(), StoreError> {
-    let tx = Batch::begin(conn)?;
     // Executions completed in this batch. Their progress rows are not written:
     // the completion's `results` holds every action (`sql::progress_after`
     // reads them from there). A start in the same batch is written completed,
@@ -808,6 +894,16 @@ fn apply(conn: &Connection, lowest_key: &mut i64, write: &Write) -> Result<bool,
 mod tests {
     use super::*;
 
+    /// The agents' ids, in order.
+    fn agent_ids(conn: &Connection) -> Vec<String> {
+        conn.prepare("SELECT id FROM agents ORDER BY id")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
     fn rows(conn: &Connection) -> i64 {
         conn.query_row("SELECT COUNT(*) FROM t", [], |row| row.get(0))
             .unwrap()
@@ -857,7 +953,8 @@ mod tests {
         };
         let none = |write: Write| (write, Ack::None);
         let mut outcomes = Vec::new();
-        apply_all(&conn, &mut 0, &[none(agent("a")), none(chat("a"))], &mut outcomes).unwrap();
+        let tx = Batch::begin(&conn).unwrap();
+        apply_all(tx, &mut 0, &[none(agent("a")), none(chat("a"))], &mut outcomes).unwrap();
         // The remove's last statement fails, after its first has deleted the agent.
         conn.execute_batch(
             "CREATE TRIGGER keep_chat BEFORE DELETE ON chat BEGIN SELECT RAISE(ABORT, 'kept'); END",
@@ -868,22 +965,159 @@ mod tests {
             generation: 0,
         };
         let mut outcomes = Vec::new();
-        apply_all(&conn, &mut 0, &[none(remove), none(agent("b"))], &mut outcomes).unwrap();
+        let tx = Batch::begin(&conn).unwrap();
+        apply_all(tx, &mut 0, &[none(remove), none(agent("b"))], &mut outcomes).unwrap();
         assert!(outcomes[0].is_err(), "the remove failed: {:?}", outcomes[0]);
         assert!(outcomes[1].is_ok());
-        let agents: Vec<String> = conn
-            .prepare("SELECT id FROM agents ORDER BY id")
-            .unwrap()
-            .query_map([], |row| row.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
         assert_eq!(
-            agents,
+            agent_ids(&conn),
             ["a", "b"],
             "the failed remove deleted nothing; the next write committed"
         );
         assert!(conn.is_autocommit());
+    }
+
+    /// A writer on a new file store, keeping its snapshot between commits
+    /// for `hold` at most.
+    fn file_writer(dir: &tempfile::TempDir, hold: Duration) -> (String, Writer) {
+        let path = dir.path().join("writer.db").to_string_lossy().into_owned();
+        let conn = crate::store::sql::open_writer(&path, false, crate::store::Durability::Normal).unwrap();
+        let writer = Writer {
+            snapshot: Some(Snapshot::new(&conn, hold).unwrap()),
+            conn,
+            commits: Arc::new(AtomicU64::new(0)),
+            failed_writes: Arc::new(AtomicU64::new(0)),
+            memory: Arc::new(MemoryCache {
+                agents: Mutex::new(HashMap::new()),
+                complete: false,
+            }),
+            lowest_key: 0,
+        };
+        (path, writer)
+    }
+
+    /// Longer than any test: only what the test does lets go of a snapshot.
+    const LONG: Duration = Duration::from_secs(3600);
+
+    /// Commit one batch upserting agent `id`, and check that it committed.
+    fn commit_agent(writer: &mut Writer, id: &str) {
+        let before = writer.commits.load(Ordering::Relaxed);
+        let (tx, mut rx) = oneshot::channel();
+        let write = Write::UpsertAgent {
+            id: id.to_owned(),
+            name: None,
+            runtime: "scripted".to_owned(),
+            definition: "{}".to_owned(),
+            at_ms: 1,
+        };
+        writer.commit(vec![(write, Ack::Unit(tx))]);
+        assert_eq!(rx.try_recv().unwrap(), Ok(()), "agent {id} committed");
+        assert_eq!(writer.commits.load(Ordering::Relaxed), before + 1);
+    }
+
+    /// A writer on a new file store after one commit, whose snapshot it keeps.
+    fn writer_after_a_commit() -> (tempfile::TempDir, String, Writer) {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, mut writer) = file_writer(&dir, LONG);
+        commit_agent(&mut writer, "a");
+        assert!(writer.holds_snapshot());
+        (dir, path, writer)
+    }
+
+    /// `PRAGMA wal_checkpoint(PASSIVE)` on `conn`: the WAL's frames, and how
+    /// many of them are copied into the database.
+    fn copy(conn: &Connection) -> (i64, i64) {
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+            Ok((row.get(1)?, row.get(2)?))
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_commit_leaves_a_read_transaction_open_that_holds_the_checkpoints_back_until_released() {
+        let (_dir, path, mut writer) = writer_after_a_commit();
+        let other = Connection::open(&path).unwrap();
+        let (frames_a, copied_a) = copy(&other);
+        assert!(
+            copied_a < frames_a,
+            "the snapshot taken in the commit holds its frames back: {copied_a} of {frames_a} copied"
+        );
+        commit_agent(&mut writer, "b");
+        let (frames_b, copied_b) = copy(&other);
+        assert!(frames_b > frames_a);
+        assert_eq!(
+            copied_b, copied_a,
+            "the same snapshot, kept through the next commit: its mark has not moved"
+        );
+        writer.release_snapshot();
+        assert!(!writer.holds_snapshot());
+        let (frames, copied) = copy(&other);
+        assert_eq!(copied, frames, "released, nothing is held back");
+    }
+
+    #[test]
+    fn a_snapshot_kept_for_its_time_is_let_go_at_the_next_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, mut writer) = file_writer(&dir, Duration::from_millis(1));
+        let other = Connection::open(&path).unwrap();
+        commit_agent(&mut writer, "a");
+        let (frames_a, copied_a) = copy(&other);
+        assert!(copied_a < frames_a);
+        std::thread::sleep(Duration::from_millis(2));
+        commit_agent(&mut writer, "b");
+        let (_, copied_b) = copy(&other);
+        assert_eq!(
+            copied_b, frames_a,
+            "the second commit took a new snapshot, at the end of the first"
+        );
+    }
+
+    #[test]
+    fn a_writer_keeping_its_snapshot_lets_a_restart_through_then_commits() {
+        let (_dir, path, mut writer) = writer_after_a_commit();
+        // A RESTART takes the write lock, then waits for every reader: the
+        // snapshot among them.
+        let restart = {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let conn = Connection::open(&path).unwrap();
+                conn.busy_timeout(Duration::from_secs(10)).unwrap();
+                conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |row| row.get::<_, i64>(0))
+                    .unwrap()
+            })
+        };
+        // It fails at once while the RESTART has the write lock.
+        let probe = Connection::open(&path).unwrap();
+        probe.busy_timeout(Duration::ZERO).unwrap();
+        while probe.execute_batch("BEGIN IMMEDIATE; ROLLBACK").is_ok() {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        // The RESTART has the write lock and waits.
+        commit_agent(&mut writer, "b");
+        assert_eq!(restart.join().unwrap(), 0, "the RESTART was not left busy");
+        let agents: i64 = probe
+            .query_row("SELECT COUNT(*) FROM agents", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(agents, 2);
+    }
+
+    #[test]
+    fn a_snapshot_made_stale_by_another_connection_is_let_go_and_the_batch_commits() {
+        let (_dir, path, mut writer) = writer_after_a_commit();
+        let other = Connection::open(&path).unwrap();
+        other
+            .execute(
+                "INSERT INTO agents (id, runtime, definition, created_at_ms, updated_at_ms)
+                 VALUES ('other', 'scripted', '{}', 1, 1)",
+                [],
+            )
+            .unwrap();
+        commit_agent(&mut writer, "b");
+        assert_eq!(
+            agent_ids(&writer.conn),
+            ["a", "b", "other"],
+            "the writer sees the other's row too"
+        );
     }
 
     #[test]
