@@ -723,8 +723,8 @@ async fn a_store_left_alone_lets_a_checkpoint_copy_the_whole_wal() {
     };
     store.upsert_agent(agent("a1", None)).await.unwrap();
     all_copied("after the first commit");
-    // Long enough for the committer thread to find nothing kept, and to wait
-    // for its turn only: it does not know of what a caller keeps after this.
+    // Long enough for the committer thread to find nothing kept and wait
+    // for its turn only: what the next caller keeps, that caller lets go of.
     std::thread::sleep(Duration::from_millis(50));
     store.upsert_agent(agent("a2", None)).await.unwrap();
     all_copied("after a caller's commit");

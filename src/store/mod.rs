@@ -49,7 +49,7 @@
 //!   one (`snapshot.rs`), for a few milliseconds at most: a commit then takes
 //!   two `fcntl` locks on the WAL-index instead of six. It lets go of it
 //!   whenever another connection needs it gone (a `RESTART` checkpoint,
-//!   another process's commit), and once nothing is written for a while.
+//!   another process's writer), and once nothing is written for a while.
 //! - **Executions are stored under the key their id carries.** The ids of
 //!   [`new_execution_id`] are UUIDv7 whose 48-bit time and the 15-bit
 //!   per-millisecond counter after it are the row's key, so the table needs no

@@ -16,9 +16,10 @@
 //! What it holds back, and why that stays small:
 //!
 //! - **Checkpoints** copy frames only up to the oldest read mark still
-//!   locked. The snapshot's mark is as old as the snapshot, which the writer
-//!   lets go of after [`HOLD`], and the committer thread when nothing was
-//!   written for [`HOLD`].
+//!   locked. The snapshot's mark is where the WAL ended when it was taken:
+//!   the writer takes a new one after [`HOLD`], a caller that committed
+//!   inline lets go of the one it took, and the committer thread lets go of
+//!   one once nothing was written for [`HOLD`].
 //! - **A `RESTART` or `TRUNCATE` checkpoint**, ours or another process's,
 //!   takes the write lock and then waits for every reader, the snapshot
 //!   included. A connection already reading does not wait for the write lock

@@ -473,7 +473,7 @@ impl Writer {
     }
 
     /// Let go of the read transaction kept since the last commit, if any.
-    pub(crate) fn release_snapshot(&mut self) {
+    fn release_snapshot(&mut self) {
         if let Some(snapshot) = &mut self.snapshot {
             snapshot.release();
         }
