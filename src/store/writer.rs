@@ -447,11 +447,9 @@ impl Writer {
             let result = begin(&self.conn, self.snapshot.as_mut())
                 .map_err(StoreError::from)
                 .and_then(|tx| apply_all(tx, &mut self.lowest_key, &writes, &mut outcomes));
-            if result.is_err()
-                && let Some(snapshot) = &mut self.snapshot
-            {
+            if result.is_err() {
                 // Whatever the failure did to the transaction, begin afresh.
-                snapshot.release();
+                self.release_snapshot();
             }
             if result.is_ok() {
                 self.commits.fetch_add(1, Ordering::Relaxed);
