@@ -291,7 +291,7 @@ async fn soak_mixed_good_hostile_and_abrupt_clients() {
 
     let conn = rusqlite::Connection::open(&db).unwrap();
     let mut query = conn
-        .prepare("SELECT execution_id, status FROM executions")
+        .prepare("SELECT execution_id, status FROM executions_readable")
         .unwrap();
     let rows: Vec<(String, String)> = query
         .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))

@@ -249,10 +249,8 @@ async fn complete_execution_resolves_after_commit() {
         let (state, results) = status(&id).expect("row committed");
         assert_eq!(state, "succeeded");
         let results: Value = serde_json::from_str(&results.expect("results stored")).unwrap();
-        assert_eq!(
-            results,
-            json!([{"function_name": "step_1", "params": {"n": 1}, "result": {"ok": 1}}])
-        );
+        // Packed: an action that returned a result is `[function_name, params, result]`.
+        assert_eq!(results, json!([["step_1", {"n": 1}, {"ok": 1}]]));
     }
 }
 
@@ -793,7 +791,7 @@ async fn new_files_get_small_pages_and_old_files_keep_theirs() {
 fn stored_key(dir: &Path, id: &str) -> i64 {
     raw(dir)
         .query_row(
-            "SELECT key FROM executions WHERE execution_id = ?1",
+            "SELECT key FROM executions_readable WHERE execution_id = ?1",
             [id],
             |row| row.get(0),
         )
@@ -867,6 +865,76 @@ async fn new_ids_are_stored_under_the_key_they_carry() {
         })
         .unwrap();
     assert_eq!(indexed, 0, "no row needed the index on the id");
+    let packed: i64 = raw(dir.path())
+        .query_row(
+            "SELECT COUNT(*) FROM executions WHERE typeof(execution_id) = 'blob'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        packed, 3,
+        "every id is stored as the 8 bytes its key does not give"
+    );
+
+    // The running one, found by its packed id, is marked interrupted.
+    let (store, interrupted) = open(dir.path());
+    assert_eq!(interrupted, 1);
+    let left = store.get_execution(&ids[2]).await.unwrap().expect("kept");
+    assert_eq!(left.status, ExecutionStatus::Interrupted);
+}
+
+/// A schema-2 file's rows (ids as text under the key they carry, results as
+/// objects) are read, completed and refused as duplicates as they are.
+#[tokio::test]
+async fn a_schema_2_database_is_read_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let done = agentwire::store::new_execution_id();
+    let running = agentwire::store::new_execution_id();
+    let (store, _) = open(dir.path());
+    store
+        .record_execution(&done, "a1", None, &succeeded(2))
+        .await
+        .unwrap();
+    drop(store);
+    // As schema 2 wrote them.
+    let conn = raw(dir.path());
+    let objects = serde_json::to_string(&[action(1), action(2)]).unwrap();
+    let rewritten = conn
+        .execute(
+            "UPDATE executions SET execution_id = ?1, results = ?2",
+            [done.as_str(), objects.as_str()],
+        )
+        .unwrap();
+    assert_eq!(rewritten, 1);
+    conn.execute_batch("PRAGMA user_version = 2").unwrap();
+    drop(conn);
+
+    let (store, _) = open(dir.path());
+    let record = store.get_execution(&done).await.unwrap().expect("found");
+    assert_eq!(record.status, ExecutionStatus::Succeeded);
+    assert_eq!(record.results, vec![action(1), action(2)]);
+    assert_eq!(
+        store.progress_after(&done, 1).await.unwrap(),
+        vec![(2, action(2))]
+    );
+    assert_eq!(
+        store.start_execution_committed(&done, "a1", None).await,
+        Err(StoreError::DuplicateExecution(done.clone()))
+    );
+    // A running row, rewritten as schema 2 wrote it beside the open store.
+    store
+        .start_execution_committed(&running, "a1", None)
+        .await
+        .unwrap();
+    let rewritten = raw(dir.path())
+        .execute(
+            "UPDATE executions SET execution_id = ?2 WHERE key = ?1",
+            rusqlite::params![stored_key(dir.path(), &running), running],
+        )
+        .unwrap();
+    assert_eq!(rewritten, 1);
+    complete_and_read(&store, &running, 1).await;
 }
 
 /// The query the README gives operators for `sqlite3`: an id's first 12 hex
@@ -899,7 +967,7 @@ async fn operators_find_an_execution_by_id_in_sqlite3_without_a_scan() {
     for (id, agent) in stored {
         let ms = format!("0x{}{}", &id[..8], &id[9..13]);
         let sql = format!(
-            "SELECT agent_id FROM executions WHERE execution_id = '{id}' \
+            "SELECT agent_id FROM executions_readable WHERE execution_id = '{id}' \
              AND (key BETWEEN {ms} << 15 AND {ms} << 15 | 32767 OR key < 0)"
         );
         assert_eq!(rows(&sql, 0), [agent], "{sql}");
@@ -1024,7 +1092,7 @@ async fn a_schema_1_database_is_migrated_on_open() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     let indexes: Vec<String> = conn
         .prepare(
             "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'executions' ORDER BY name",

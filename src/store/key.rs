@@ -68,7 +68,7 @@ impl KeyClock {
 }
 
 /// The UUIDv7 carrying `key`, its other bits taken from `random`.
-fn id_with_key(key: i64, random: [u8; 16]) -> uuid::Uuid {
+pub(crate) fn id_with_key(key: i64, random: [u8; 16]) -> uuid::Uuid {
     // `key` is positive and below 2^63: 48 bits of time, 15 of counter.
     let key = key as u64;
     let ms = key >> COUNTER_BITS;
@@ -86,7 +86,11 @@ fn id_with_key(key: i64, random: [u8; 16]) -> uuid::Uuid {
 /// The key a UUIDv7 carries: its timestamp and the 15 bits after it. `None`
 /// for anything else (not a UUID, another version, a key of 0).
 pub(crate) fn key_of(execution_id: &str) -> Option<i64> {
-    let id = uuid::Uuid::try_parse(execution_id).ok()?;
+    key_of_uuid(&uuid::Uuid::try_parse(execution_id).ok()?)
+}
+
+/// [`key_of`] an id already parsed.
+pub(crate) fn key_of_uuid(id: &uuid::Uuid) -> Option<i64> {
     if id.get_version_num() != 7 || id.get_variant() != uuid::Variant::RFC4122 {
         return None;
     }

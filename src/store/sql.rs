@@ -12,6 +12,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 use serde_json::Value;
 
 use super::key::lookup_key;
+use super::packed::{id_from_column, id_tail, results_from_text, results_text};
 use super::sched;
 use super::{ChatEntry, Durability, ExecutionRecord, ExecutionStatus, StoreError, StoredAgent};
 use crate::protocol::{ActionResult, ErrorCode};
@@ -21,7 +22,9 @@ use crate::protocol::{ActionResult, ErrorCode};
 /// - 1: executions keyed by their id (`TEXT PRIMARY KEY`, with its index).
 /// - 2: executions keyed by the integer their id carries (`key.rs`), no index
 ///   on the id but for the rows whose id carries none.
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+/// - 3: executions' ids and results packed (`packed.rs`); the view
+///   `executions_readable`. Schema 2's rows are read as they are.
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 
 /// How long a connection waits for a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -87,6 +90,18 @@ CREATE TABLE IF NOT EXISTS executions (
 CREATE UNIQUE INDEX IF NOT EXISTS executions_by_other_id ON executions (execution_id) WHERE key < 0;
 CREATE INDEX IF NOT EXISTS executions_running ON executions (status) WHERE status = 'running';
 
+-- The executions with every id as text (`packed.rs`): a packed id's first
+-- 8 bytes are its key's 48-bit time, the version 7 and the counter's first
+-- 12 bits.
+CREATE VIEW IF NOT EXISTS executions_readable AS
+SELECT key,
+       CASE typeof(execution_id) WHEN 'blob' THEN
+           printf('%08x-%04x-7%03x-', key >> 31, (key >> 15) & 65535, (key >> 3) & 4095)
+           || lower(hex(substr(execution_id, 1, 2))) || '-' || lower(hex(substr(execution_id, 3)))
+       ELSE execution_id END AS execution_id,
+       agent_id, request_id, status, results, error, error_code, started_at_ms, completed_at_ms
+FROM executions;
+
 CREATE TABLE IF NOT EXISTS progress (
     execution_id TEXT NOT NULL,
     seq          INTEGER NOT NULL,
@@ -133,13 +148,14 @@ INSERT INTO executions (key, execution_id, agent_id, request_id, status, results
 DROP TABLE executions_v1;
 ";
 
-/// The condition that finds the execution whose id is `?2` and whose id
-/// carries the key `?1` (`key::lookup_key`): under its own key, or,
-/// for a row stored under a negative key, through the partial index.
+/// The condition that finds the execution whose id is `?2`, whose id
+/// carries the key `?1` (`key::lookup_key`) and whose packed form is `?3`
+/// (`packed::id_tail`, `NULL` for none): under its own key, or, for a row
+/// stored under a negative key, through the partial index.
 macro_rules! execution_by_id {
     () => {
         "key = coalesce((SELECT key FROM executions WHERE key < 0 AND execution_id = ?2), ?1) \
-         AND execution_id = ?2"
+         AND execution_id IN (?2, ?3)"
     };
 }
 pub(crate) use execution_by_id;
@@ -560,7 +576,18 @@ pub(crate) fn recover_interrupted(conn: &mut Connection, now_ms: i64) -> Result<
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let running: Vec<(i64, String)> = {
         let mut stmt = tx.prepare("SELECT key, execution_id FROM executions WHERE status = 'running'")?;
-        let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        let rows = stmt.query_map([], |row| {
+            let key = row.get(0)?;
+            let id = id_from_column(key, row.get_ref(1)?).ok_or_else(|| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    1,
+                    row.get_ref(1)
+                        .map_or(rusqlite::types::Type::Null, |v| v.data_type()),
+                    format!("execution {key}: no id").into(),
+                )
+            })?;
+            Ok((key, id))
+        })?;
         rows.collect::<Result<_, _>>()?
     };
     for (key, execution_id) in &running {
@@ -583,7 +610,7 @@ pub(crate) fn recover_interrupted(conn: &mut Connection, now_ms: i64) -> Result<
                 })
                 .collect()
         };
-        let results_json = serde_json::to_string(&results).map_err(|e| StoreError::Encode(e.to_string()))?;
+        let results_json = results_text(&results).map_err(|e| StoreError::Encode(e.to_string()))?;
         tx.execute(
             "UPDATE executions SET status = 'interrupted', results = ?2, error = ?3, error_code = ?4,
                  completed_at_ms = ?5
@@ -689,7 +716,6 @@ pub(crate) fn find_agent(conn: &Connection, id_or_name: &str) -> Result<Option<S
 // ---------------------------------------------------------------------------
 
 struct ExecutionRow {
-    execution_id: String,
     agent_id: String,
     request_id: Option<String>,
     status: String,
@@ -708,34 +734,36 @@ pub(crate) fn get_execution(
 ) -> Result<Option<ExecutionRecord>, StoreError> {
     let row = conn
         .prepare_cached(concat!(
-            "SELECT execution_id, agent_id, request_id, status, results, error, error_code,
+            "SELECT agent_id, request_id, status, results, error, error_code,
                     started_at_ms, completed_at_ms,
                     CASE WHEN status IN ('succeeded', 'failed') THEN 0
-                         ELSE (SELECT COUNT(*) FROM progress p WHERE p.execution_id = e.execution_id) END
-             FROM executions e WHERE ",
+                         ELSE (SELECT COUNT(*) FROM progress p WHERE p.execution_id = ?2) END
+             FROM executions WHERE ",
             execution_by_id!()
         ))?
-        .query_row(params![lookup_key(execution_id), execution_id], |row| {
-            Ok(ExecutionRow {
-                execution_id: row.get(0)?,
-                agent_id: row.get(1)?,
-                request_id: row.get(2)?,
-                status: row.get(3)?,
-                results: row.get(4)?,
-                error: row.get(5)?,
-                error_code: row.get(6)?,
-                started_at_ms: row.get(7)?,
-                completed_at_ms: row.get(8)?,
-                progress_count: row.get(9)?,
-            })
-        })
+        .query_row(
+            params![lookup_key(execution_id), execution_id, id_tail(execution_id)],
+            |row| {
+                Ok(ExecutionRow {
+                    agent_id: row.get(0)?,
+                    request_id: row.get(1)?,
+                    status: row.get(2)?,
+                    results: row.get(3)?,
+                    error: row.get(4)?,
+                    error_code: row.get(5)?,
+                    started_at_ms: row.get(6)?,
+                    completed_at_ms: row.get(7)?,
+                    progress_count: row.get(8)?,
+                })
+            },
+        )
         .optional()?;
     let Some(row) = row else { return Ok(None) };
-    let what = |field: &str| format!("{field} of execution {}", row.execution_id);
+    let what = |field: &str| format!("{field} of execution {execution_id}");
     let status = ExecutionStatus::parse(&row.status)
         .ok_or_else(|| corrupt(what("status"), format!("unknown status `{}`", row.status)))?;
     let results: Vec<ActionResult> = match &row.results {
-        Some(text) => json(text, &what("results"))?,
+        Some(text) => results_from_text(text).map_err(|e| corrupt(what("results"), e))?,
         None => Vec::new(),
     };
     let error_code: Option<ErrorCode> = row
@@ -757,7 +785,7 @@ pub(crate) fn get_execution(
             }
             _ => to_u32(row.progress_count, &what("progress count"))?,
         },
-        execution_id: row.execution_id,
+        execution_id: execution_id.to_owned(),
         agent_id: row.agent_id,
         request_id: row.request_id,
         status,
@@ -780,11 +808,14 @@ pub(crate) fn progress_after(
             "SELECT results FROM executions WHERE status IN ('succeeded', 'failed') AND ",
             execution_by_id!()
         ))?
-        .query_row(params![lookup_key(execution_id), execution_id], |row| row.get(0))
+        .query_row(
+            params![lookup_key(execution_id), execution_id, id_tail(execution_id)],
+            |row| row.get(0),
+        )
         .optional()?;
     if let Some(Some(results)) = completed {
         let what = format!("the results of execution {execution_id}");
-        let actions: Vec<ActionResult> = json(&results, &what)?;
+        let actions = results_from_text(&results).map_err(|e| corrupt(what, e))?;
         return Ok(actions
             .into_iter()
             .zip(1u32..)
@@ -864,10 +895,10 @@ pub(crate) fn memory_get(conn: &Connection, agent_id: &str, key: &str) -> Result
 mod tests {
     use super::*;
 
-    /// What SQLite plans for `sql` (parameters bound to 1 and 2).
+    /// What SQLite plans for `sql` (parameters bound to 1, 2 and 3).
     fn plan(conn: &Connection, sql: &str) -> String {
         let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-        let params: &[i64] = &[1, 2][..stmt.parameter_count()];
+        let params: &[i64] = &[1, 2, 3][..stmt.parameter_count()];
         let rows = stmt
             .query_map(rusqlite::params_from_iter(params), |row| row.get::<_, String>(3))
             .unwrap();

@@ -32,6 +32,7 @@ use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
 use super::key::{key_of, lookup_key};
+use super::packed::{id_column, id_tail};
 use super::snapshot::{self, Snapshot};
 use super::sql::execution_by_id;
 use super::{ExecutionStatus, MemoryCache, StoreError, lock};
@@ -713,7 +714,7 @@ fn insert_execution(
             )?
             .execute(params![
                 key,
-                row.id,
+                id_column(row.id, key),
                 row.agent_id,
                 row.request_id,
                 row.status,
@@ -737,10 +738,10 @@ fn insert_execution(
         if insert(key)? {
             return Ok(true);
         }
-        let holder: String = conn
-            .prepare_cached("SELECT execution_id FROM executions WHERE key = ?1")?
-            .query_row([key], |row| row.get(0))?;
-        if holder == row.id {
+        let same_id: bool = conn
+            .prepare_cached("SELECT execution_id IN (?2, ?3) FROM executions WHERE key = ?1")?
+            .query_row(params![key, row.id, id_tail(row.id)], |row| row.get(0))?;
+        if same_id {
             return Err(duplicate());
         }
     }
@@ -822,16 +823,18 @@ fn apply(conn: &Connection, lowest_key: &mut i64, write: &Write) -> Result<bool,
             at_ms,
         } => {
             let key = lookup_key(execution_id);
+            let tail = id_tail(execution_id);
             let updated = conn
                 .prepare_cached(concat!(
-                    "UPDATE executions SET status = ?3, results = ?4, error = ?5, error_code = ?6,
-                         completed_at_ms = ?7
+                    "UPDATE executions SET status = ?4, results = ?5, error = ?6, error_code = ?7,
+                         completed_at_ms = ?8
                      WHERE status = 'running' AND ",
                     execution_by_id!()
                 ))?
                 .execute(params![
                     key,
                     execution_id,
+                    tail,
                     status.as_str(),
                     results,
                     error,
@@ -841,7 +844,7 @@ fn apply(conn: &Connection, lowest_key: &mut i64, write: &Write) -> Result<bool,
             if updated == 0 {
                 let exists = conn
                     .prepare_cached(concat!("SELECT 1 FROM executions WHERE ", execution_by_id!()))?
-                    .exists(params![key, execution_id])?;
+                    .exists(params![key, execution_id, tail])?;
                 return Err(if exists {
                     StoreError::AlreadyCompleted(execution_id.clone())
                 } else {
