@@ -41,14 +41,32 @@ pub(crate) fn id_tail(execution_id: &str) -> Option<[u8; 8]> {
     Some(tail)
 }
 
+/// What an execution's `execution_id` column holds.
+#[derive(Debug, PartialEq)]
+pub(crate) enum IdColumn<'a> {
+    /// The id's [`id_tail`], under the key the id carries.
+    Tail([u8; 8]),
+    /// The id's text.
+    Text(&'a str),
+}
+
+impl rusqlite::ToSql for IdColumn<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match self {
+            IdColumn::Tail(tail) => ValueRef::Blob(tail),
+            IdColumn::Text(text) => ValueRef::Text(text.as_bytes()),
+        }))
+    }
+}
+
 /// The `execution_id` column of an execution stored under `key`, which is
 /// the key the id carries or a negative one: its [`id_tail`] under its own
 /// key, its text otherwise.
-pub(crate) fn id_column(execution_id: &str, key: i64) -> ToSqlOutput<'_> {
+pub(crate) fn id_column(execution_id: &str, key: i64) -> IdColumn<'_> {
     debug_assert!(key < 0 || key_of(execution_id) == Some(key));
     match id_tail(execution_id) {
-        Some(tail) if key > 0 => ToSqlOutput::Owned(tail.to_vec().into()),
-        _ => ToSqlOutput::Borrowed(ValueRef::Text(execution_id.as_bytes())),
+        Some(tail) if key > 0 => IdColumn::Tail(tail),
+        _ => IdColumn::Text(execution_id),
     }
 }
 
@@ -170,13 +188,11 @@ mod tests {
     fn a_canonical_id_is_stored_as_its_tail_under_its_key_and_read_back() {
         let id = new_execution_id();
         let key = key_of(&id).unwrap();
-        let column = id_column(&id, key);
-        let ToSqlOutput::Owned(rusqlite::types::Value::Blob(tail)) = &column else {
-            panic!("a tail: {column:?}");
+        let IdColumn::Tail(tail) = id_column(&id, key) else {
+            panic!("{id} is stored as its tail");
         };
-        assert_eq!(tail.len(), 8);
         assert_eq!(
-            id_from_column(key, ValueRef::Blob(tail)).as_deref(),
+            id_from_column(key, ValueRef::Blob(&tail)).as_deref(),
             Some(id.as_str())
         );
         let theirs = uuid::Uuid::now_v7().to_string();
@@ -186,10 +202,7 @@ mod tests {
             Some(theirs.as_str())
         );
         // Under another key (a collision's negative key) it is its text.
-        assert_eq!(
-            id_column(&id, -1),
-            ToSqlOutput::Borrowed(ValueRef::Text(id.as_bytes()))
-        );
+        assert_eq!(id_column(&id, -1), IdColumn::Text(&id));
     }
 
     #[test]
@@ -202,7 +215,7 @@ mod tests {
         }
         assert_eq!(
             id_column(&upper, key),
-            ToSqlOutput::Borrowed(ValueRef::Text(upper.as_bytes())),
+            IdColumn::Text(&upper),
             "an id in upper case carries its key but is stored as its text"
         );
         let simple = id.replace('-', "");

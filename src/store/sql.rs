@@ -578,13 +578,9 @@ pub(crate) fn recover_interrupted(conn: &mut Connection, now_ms: i64) -> Result<
         let mut stmt = tx.prepare("SELECT key, execution_id FROM executions WHERE status = 'running'")?;
         let rows = stmt.query_map([], |row| {
             let key = row.get(0)?;
-            let id = id_from_column(key, row.get_ref(1)?).ok_or_else(|| {
-                rusqlite::Error::FromSqlConversionFailure(
-                    1,
-                    row.get_ref(1)
-                        .map_or(rusqlite::types::Type::Null, |v| v.data_type()),
-                    format!("execution {key}: no id").into(),
-                )
+            let column = row.get_ref(1)?;
+            let id = id_from_column(key, column).ok_or_else(|| {
+                rusqlite::Error::InvalidColumnType(1, "execution_id".to_owned(), column.data_type())
             })?;
             Ok((key, id))
         })?;
