@@ -3,6 +3,8 @@
 //! group commit, crash recovery, chat history, memory, and `:memory:` stores —
 //! on real SQLite files in a temporary directory.
 
+mod common;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -1167,4 +1169,39 @@ fn the_wal_copier_runs_as_an_idle_thread_and_the_restarter_does_not() {
     let restarters = policies_of("agentwire-wal");
     assert!(!restarters.is_empty(), "no agentwire-wal thread");
     assert!(restarters.iter().all(|policy| policy == "0"), "{restarters:?}");
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
+
+    /// Whatever actions an execution ends with (results of any JSON,
+    /// `null` included, errors, messages, params or none), a file store gives
+    /// them back exactly, packed or not (`src/store/packed.rs`), as the
+    /// execution's results and as its progress, and after it is reopened.
+    #[test]
+    fn any_actions_are_stored_and_read_back(
+        results in proptest::collection::vec(common::action(), 0..5),
+        failed in proptest::prelude::any::<bool>(),
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let id = agentwire::store::new_execution_id();
+        let outcome = if failed {
+            Outcome::Failed { results: results.clone(), code: ErrorCode::ExecutionFailed, error: "no".to_owned() }
+        } else {
+            Outcome::Succeeded { results: results.clone() }
+        };
+        runtime.block_on(async {
+            let (store, _) = open(dir.path());
+            store.record_execution(&id, "a1", None, &outcome).await.unwrap();
+            let record = store.get_execution(&id).await.unwrap().expect("stored");
+            assert_eq!(record.results, results);
+            let progress: Vec<ActionResult> =
+                store.progress_after(&id, 0).await.unwrap().into_iter().map(|(_, a)| a).collect();
+            assert_eq!(progress, results);
+            drop(store);
+            let (store, _) = open(dir.path());
+            assert_eq!(store.get_execution(&id).await.unwrap().expect("kept").results, results);
+        });
+    }
 }
