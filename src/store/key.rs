@@ -104,12 +104,6 @@ pub(crate) fn key_of_uuid(id: &uuid::Uuid) -> Option<i64> {
     (key > 0).then_some(key)
 }
 
-/// The key to look `execution_id` up under, as `execution_by_id!` (in
-/// `sql.rs`) binds it: the key it carries, or 0, which no row has.
-pub(crate) fn lookup_key(execution_id: &str) -> i64 {
-    key_of(execution_id).unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

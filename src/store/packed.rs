@@ -27,24 +27,28 @@ use serde_json::{Map, Value};
 use super::key::{id_with_key, key_of, key_of_uuid};
 use crate::protocol::ActionResult;
 
-/// The 8 bytes of `execution_id` that the key it carries does not give, when
-/// it carries one and is in canonical form; `None` for any other id.
-pub(crate) fn id_tail(execution_id: &str) -> Option<[u8; 8]> {
+/// `execution_id` as `execution_by_id!` (in `sql.rs`) binds it, from one
+/// parse: the key it carries (`?1`; 0, which no row has, when it carries
+/// none) and its tail (`?3`): the 8 bytes the key does not give, when the id
+/// carries a key and is in canonical form (`None` for any other id).
+pub(crate) fn key_and_tail(execution_id: &str) -> (i64, Option<[u8; 8]>) {
+    let Some((id, key)) = uuid::Uuid::try_parse(execution_id)
+        .ok()
+        .and_then(|id| Some((id, key_of_uuid(&id)?)))
+    else {
+        return (0, None);
+    };
     // 36 characters parse only as the hyphenated form.
-    if execution_id.len() != 36 || execution_id.bytes().any(|b| b.is_ascii_uppercase()) {
-        return None;
-    }
-    let id = uuid::Uuid::try_parse(execution_id).ok()?;
-    key_of_uuid(&id)?;
+    let canonical = execution_id.len() == 36 && !execution_id.bytes().any(|b| b.is_ascii_uppercase());
     let mut tail = [0; 8];
     tail.copy_from_slice(&id.as_bytes()[8..]);
-    Some(tail)
+    (key, canonical.then_some(tail))
 }
 
 /// What an execution's `execution_id` column holds.
 #[derive(Debug, PartialEq)]
 pub(crate) enum IdColumn<'a> {
-    /// The id's [`id_tail`], under the key the id carries.
+    /// The id's tail ([`key_and_tail`]), under the key the id carries.
     Tail([u8; 8]),
     /// The id's text.
     Text(&'a str),
@@ -59,12 +63,12 @@ impl rusqlite::ToSql for IdColumn<'_> {
     }
 }
 
-/// The `execution_id` column of an execution stored under `key`, which is
-/// the key the id carries or a negative one: its [`id_tail`] under its own
-/// key, its text otherwise.
-pub(crate) fn id_column(execution_id: &str, key: i64) -> IdColumn<'_> {
+/// The `execution_id` column of an execution whose tail ([`key_and_tail`])
+/// is `tail`, stored under `key`, which is the key the id carries or a
+/// negative one: its tail under its own key, its text otherwise.
+pub(crate) fn id_column(execution_id: &str, tail: Option<[u8; 8]>, key: i64) -> IdColumn<'_> {
     debug_assert!(key < 0 || key_of(execution_id) == Some(key));
-    match id_tail(execution_id) {
+    match tail {
         Some(tail) if key > 0 => IdColumn::Tail(tail),
         _ => IdColumn::Text(execution_id),
     }
@@ -188,7 +192,7 @@ mod tests {
     fn a_canonical_id_is_stored_as_its_tail_under_its_key_and_read_back() {
         let id = new_execution_id();
         let key = key_of(&id).unwrap();
-        let IdColumn::Tail(tail) = id_column(&id, key) else {
+        let IdColumn::Tail(tail) = id_column(&id, key_and_tail(&id).1, key) else {
             panic!("{id} is stored as its tail");
         };
         assert_eq!(
@@ -196,13 +200,15 @@ mod tests {
             Some(id.as_str())
         );
         let theirs = uuid::Uuid::now_v7().to_string();
-        let tail = id_tail(&theirs).expect("another generator's UUIDv7 is packed too");
+        let tail = key_and_tail(&theirs)
+            .1
+            .expect("another generator's UUIDv7 is packed too");
         assert_eq!(
             id_from_column(key_of(&theirs).unwrap(), ValueRef::Blob(&tail)).as_deref(),
             Some(theirs.as_str())
         );
         // Under another key (a collision's negative key) it is its text.
-        assert_eq!(id_column(&id, -1), IdColumn::Text(&id));
+        assert_eq!(id_column(&id, key_and_tail(&id).1, -1), IdColumn::Text(&id));
     }
 
     #[test]
@@ -211,15 +217,15 @@ mod tests {
         let key = key_of(&id).unwrap();
         let upper = id.to_uppercase();
         for other in [upper.as_str(), "one", "550e8400-e29b-41d4-a716-446655440000"] {
-            assert_eq!(id_tail(other), None, "{other}");
+            assert_eq!(key_and_tail(other).1, None, "{other}");
         }
         assert_eq!(
-            id_column(&upper, key),
+            id_column(&upper, key_and_tail(&upper).1, key),
             IdColumn::Text(&upper),
             "an id in upper case carries its key but is stored as its text"
         );
         let simple = id.replace('-', "");
-        assert_eq!(id_tail(&simple), None, "the simple form is not canonical");
+        assert_eq!(key_and_tail(&simple).1, None, "the simple form is not canonical");
         assert_eq!(
             id_from_column(key, ValueRef::Text(upper.as_bytes())).as_deref(),
             Some(upper.as_str())

@@ -11,8 +11,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use serde_json::Value;
 
-use super::key::lookup_key;
-use super::packed::{id_from_column, id_tail, results_from_text, results_text};
+use super::packed::{id_from_column, key_and_tail, results_from_text, results_text};
 use super::sched;
 use super::{ChatEntry, Durability, ExecutionRecord, ExecutionStatus, StoreError, StoredAgent};
 use crate::protocol::{ActionResult, ErrorCode};
@@ -149,9 +148,9 @@ DROP TABLE executions_v1;
 ";
 
 /// The condition that finds the execution whose id is `?2`, whose id
-/// carries the key `?1` (`key::lookup_key`) and whose packed form is `?3`
-/// (`packed::id_tail`, `NULL` for none): under its own key, or, for a row
-/// stored under a negative key, through the partial index.
+/// carries the key `?1` and whose packed form is `?3` (both from
+/// `packed::key_and_tail`; `NULL` for no packed form): under its own key,
+/// or, for a row stored under a negative key, through the partial index.
 macro_rules! execution_by_id {
     () => {
         "key = coalesce((SELECT key FROM executions WHERE key < 0 AND execution_id = ?2), ?1) \
@@ -728,6 +727,7 @@ pub(crate) fn get_execution(
     conn: &Connection,
     execution_id: &str,
 ) -> Result<Option<ExecutionRecord>, StoreError> {
+    let (key, tail) = key_and_tail(execution_id);
     let row = conn
         .prepare_cached(concat!(
             "SELECT agent_id, request_id, status, results, error, error_code,
@@ -737,22 +737,19 @@ pub(crate) fn get_execution(
              FROM executions WHERE ",
             execution_by_id!()
         ))?
-        .query_row(
-            params![lookup_key(execution_id), execution_id, id_tail(execution_id)],
-            |row| {
-                Ok(ExecutionRow {
-                    agent_id: row.get(0)?,
-                    request_id: row.get(1)?,
-                    status: row.get(2)?,
-                    results: row.get(3)?,
-                    error: row.get(4)?,
-                    error_code: row.get(5)?,
-                    started_at_ms: row.get(6)?,
-                    completed_at_ms: row.get(7)?,
-                    progress_count: row.get(8)?,
-                })
-            },
-        )
+        .query_row(params![key, execution_id, tail], |row| {
+            Ok(ExecutionRow {
+                agent_id: row.get(0)?,
+                request_id: row.get(1)?,
+                status: row.get(2)?,
+                results: row.get(3)?,
+                error: row.get(4)?,
+                error_code: row.get(5)?,
+                started_at_ms: row.get(6)?,
+                completed_at_ms: row.get(7)?,
+                progress_count: row.get(8)?,
+            })
+        })
         .optional()?;
     let Some(row) = row else { return Ok(None) };
     let what = |field: &str| format!("{field} of execution {execution_id}");
@@ -799,15 +796,13 @@ pub(crate) fn progress_after(
 ) -> Result<Vec<(u32, ActionResult)>, StoreError> {
     // A completed execution's `results` holds every action, in order; its
     // progress rows may not have been written (see the writer).
+    let (key, tail) = key_and_tail(execution_id);
     let completed: Option<Option<String>> = conn
         .prepare_cached(concat!(
             "SELECT results FROM executions WHERE status IN ('succeeded', 'failed') AND ",
             execution_by_id!()
         ))?
-        .query_row(
-            params![lookup_key(execution_id), execution_id, id_tail(execution_id)],
-            |row| row.get(0),
-        )
+        .query_row(params![key, execution_id, tail], |row| row.get(0))
         .optional()?;
     if let Some(Some(results)) = completed {
         let what = format!("the results of execution {execution_id}");

@@ -31,8 +31,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
-use super::key::{key_of, lookup_key};
-use super::packed::{id_column, id_tail};
+use super::packed::{id_column, key_and_tail};
 use super::snapshot::{self, Snapshot};
 use super::sql::execution_by_id;
 use super::{ExecutionStatus, MemoryCache, StoreError, lock};
@@ -704,6 +703,7 @@ fn insert_execution(
     row: &NewExecution<'_>,
 ) -> Result<bool, StoreError> {
     let duplicate = || StoreError::DuplicateExecution(row.id.to_owned());
+    let (own_key, tail) = key_and_tail(row.id);
     let insert = |key: i64| -> Result<bool, StoreError> {
         let inserted = conn
             .prepare_cached(
@@ -714,7 +714,7 @@ fn insert_execution(
             )?
             .execute(params![
                 key,
-                id_column(row.id, key),
+                id_column(row.id, tail, key),
                 row.agent_id,
                 row.request_id,
                 row.status,
@@ -734,13 +734,13 @@ fn insert_execution(
     {
         return Err(duplicate());
     }
-    if let Some(key) = key_of(row.id) {
-        if insert(key)? {
+    if own_key > 0 {
+        if insert(own_key)? {
             return Ok(true);
         }
         let same_id: bool = conn
             .prepare_cached("SELECT execution_id IN (?2, ?3) FROM executions WHERE key = ?1")?
-            .query_row(params![key, row.id, id_tail(row.id)], |row| row.get(0))?;
+            .query_row(params![own_key, row.id, tail], |row| row.get(0))?;
         if same_id {
             return Err(duplicate());
         }
@@ -822,8 +822,7 @@ fn apply(conn: &Connection, lowest_key: &mut i64, write: &Write) -> Result<bool,
             error_code,
             at_ms,
         } => {
-            let key = lookup_key(execution_id);
-            let tail = id_tail(execution_id);
+            let (key, tail) = key_and_tail(execution_id);
             let updated = conn
                 .prepare_cached(concat!(
                     "UPDATE executions SET status = ?4, results = ?5, error = ?6, error_code = ?7,
