@@ -18,6 +18,16 @@
 //!   header, a frame overwritten in place, a checksum rewritten, part of a
 //!   frame) flushes the buffer and goes straight to the file.
 //!
+//! A commit's write ends on a page of the kernel's page cache ([`PAGE`]):
+//! its last frame is followed by zeros up to the next multiple of 4 KiB. A
+//! write that ends inside a page the cache no longer holds (the WAL is used
+//! again from its start after a restart, and idle pages get reclaimed) makes
+//! the kernel read that page from the disk first, with the writer's lock
+//! held; a page written whole needs no read. Nothing after a commit's last
+//! frame is ever read as a frame: the next commit writes over it, and a
+//! recovery stops at the first frame whose salts and checksum do not follow
+//! (zeros never do, as stale frames of an earlier pass never do).
+//!
 //! A failed write of the buffer fails the call that flushed it, before the
 //! commit it belongs to is published. The database file, the journal and
 //! the shared memory are the default VFS's own files, untouched.
@@ -34,6 +44,10 @@ pub(crate) const NAME: &CStr = c"agentwire-wal";
 
 /// The size of a WAL frame header.
 const FRAME_HEADER: usize = 24;
+
+/// The kernel's page (x86-64's, and most arm64 kernels'): a commit's write
+/// is padded to end on one.
+const PAGE: u64 = 4096;
 
 /// The most the buffer holds: a large transaction's frames are written out
 /// before its commit ends. The default VFS writes at most 128 KiB at once.
@@ -204,6 +218,14 @@ impl WalFile {
         rc
     }
 
+    /// Zeros after the buffer up to the next [`PAGE`] boundary of the file.
+    /// Only for a commit's buffer: its last frame is the WAL's last.
+    fn pad_to_page(&mut self) {
+        let end = u64::try_from(self.start).unwrap_or(0) + self.pending.len() as u64;
+        let pad = end.next_multiple_of(PAGE) - end;
+        self.pending.resize(self.pending.len() + pad as usize, 0);
+    }
+
     /// Write `amount` bytes at `data` to the file, now.
     ///
     /// # Safety
@@ -284,6 +306,7 @@ unsafe extern "C" fn write(
                 wal.pending.extend_from_slice(bytes);
                 wal.last = next;
                 if commit_done {
+                    wal.pad_to_page();
                     return wal.flush(methods);
                 }
                 ffi::SQLITE_OK
@@ -453,6 +476,29 @@ pub(super) mod tests {
         assert_eq!(REAL_WRITES.with(Cell::get), 1);
         insert(&conn, 1, 10);
         assert_eq!(REAL_WRITES.with(Cell::get), 2);
+    }
+
+    #[test]
+    fn a_commit_ends_on_a_page_and_what_follows_it_is_never_read_as_a_frame() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = writer(&dir.path().join("db"), "NORMAL");
+        let reader = Connection::open(dir.path().join("db")).unwrap();
+        let wal_len = || std::fs::metadata(dir.path().join("db-wal")).unwrap().len();
+        let mut expected = (0, 0);
+        // Two passes over the WAL: the second writes over the first's frames
+        // and padding, and each commit ends inside what the first wrote.
+        for pass in 0..2 {
+            for i in 1..=12 {
+                insert(&conn, i, 150);
+                expected = (expected.0 + i as i64, expected.1 + 150 * i as i64);
+                if pass == 0 {
+                    assert_eq!(wal_len() % PAGE, 0, "the WAL's end after commit {i}");
+                }
+                assert_eq!(contents(&reader), expected, "pass {pass}, commit {i}");
+                assert_eq!(recovered(dir.path()), expected, "pass {pass}, commit {i}");
+            }
+            reader.execute_batch("PRAGMA wal_checkpoint(RESTART)").unwrap();
+        }
     }
 
     #[test]
