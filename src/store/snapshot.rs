@@ -17,9 +17,10 @@
 //!
 //! - **Checkpoints** copy frames only up to the oldest read mark still
 //!   locked. The snapshot's mark is where the WAL ended when it was taken:
-//!   the writer takes a new one after [`HOLD`], a caller that committed
-//!   inline lets go of the one it took, and the committer thread lets go of
-//!   one once nothing was written for [`HOLD`].
+//!   the writer takes a new one after [`HOLD`], and the committer thread
+//!   lets go of one once nothing was written for [`HOLD`] (a caller that
+//!   committed inline and took one wakes the thread if it sleeps without a
+//!   timeout).
 //! - **A `RESTART` or `TRUNCATE` checkpoint**, ours or another process's,
 //!   takes the write lock and then waits for every reader, the snapshot
 //!   included. A connection already reading does not wait for the write lock

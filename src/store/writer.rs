@@ -160,6 +160,10 @@ struct Queue {
     /// so that an ack left unpolled holds nobody else's writes for long.
     pending: Option<(u64, Instant)>,
     next_leader: u64,
+    /// The committer thread waits with a timeout, to let go of the writer's
+    /// snapshot once nothing is written: a caller that took one need not
+    /// wake it.
+    watching: bool,
 }
 
 /// How long a caller's leader duty may wait to be taken up before another
@@ -231,6 +235,7 @@ impl Committer {
                 contended_until: None,
                 pending: None,
                 next_leader: 0,
+                watching: false,
             }),
             turn: Condvar::new(),
             writer: Mutex::new(writer),
@@ -332,9 +337,18 @@ impl Committer {
             done += 1;
         }
         if rounds.is_some() && took_snapshot {
-            // The committer thread may be asleep for good: it lets go of the
-            // snapshots it sees, and it did not see this one.
-            lock(&self.writer).release_snapshot();
+            // The snapshot stays for this caller's next commit (two locks
+            // instead of six); the committer thread lets go of it once
+            // nothing is written. Asleep without a timeout, it has not seen
+            // it: wake it. A closed store's thread may be gone.
+            let queue = lock(&self.queue);
+            if queue.closed {
+                drop(queue);
+                lock(&self.writer).release_snapshot();
+            } else if !queue.watching {
+                drop(queue);
+                self.turn.notify_one();
+            }
         }
         std::mem::forget(unwinding);
     }
@@ -361,6 +375,7 @@ impl Committer {
                     // for a while. (Locked, the writer is in a leader's
                     // hands, which may keep one.)
                     let kept = self.try_writer().is_none_or(|writer| writer.holds_snapshot());
+                    queue.watching = kept;
                     if !kept {
                         queue = self
                             .turn
@@ -1118,6 +1133,64 @@ mod tests {
             ["a", "b", "other"],
             "the writer sees the other's row too"
         );
+    }
+
+    /// Commit an agent as a caller does when nobody leads: on this thread.
+    fn commit_inline(committer: &Arc<Committer>, id: &str) {
+        let (tx, mut rx) = oneshot::channel();
+        let write = Write::UpsertAgent {
+            id: id.to_owned(),
+            name: None,
+            runtime: "scripted".to_owned(),
+            definition: "{}".to_owned(),
+            at_ms: 1,
+        };
+        let leader = committer.enqueue([Op::Write(write, Ack::Unit(tx))]).unwrap();
+        leader.expect("nobody leads: the caller does").lead();
+        assert_eq!(rx.try_recv().unwrap(), Ok(()), "agent {id} committed");
+    }
+
+    /// Wait (10 s at most) until the committer thread lets go of the snapshot.
+    fn let_go_of(committer: &Committer, after: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while lock(&committer.writer).holds_snapshot() {
+            assert!(
+                Instant::now() < deadline,
+                "{after}: the snapshot was never let go of"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn a_caller_keeps_the_snapshot_it_took_and_the_committer_thread_lets_go_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        // The snapshot never grows old: only the thread lets go of it.
+        let (_, writer) = file_writer(&dir, LONG);
+        let committer = Arc::new(Committer::new(writer, true, 64));
+        commit_inline(&committer, "a");
+        assert!(
+            lock(&committer.writer).holds_snapshot(),
+            "kept after the caller's commit"
+        );
+        commit_inline(&committer, "b");
+        assert!(
+            lock(&committer.writer).holds_snapshot(),
+            "kept through the next one"
+        );
+        // The thread finds it when it starts.
+        let thread = {
+            let committer = Arc::clone(&committer);
+            std::thread::spawn(move || committer.run_thread())
+        };
+        let_go_of(&committer, "the thread started");
+        // The thread now sleeps without a timeout: the next caller that takes
+        // a snapshot wakes it.
+        std::thread::sleep(Duration::from_millis(50));
+        commit_inline(&committer, "c");
+        let_go_of(&committer, "a caller's commit while the thread slept");
+        committer.close();
+        thread.join().unwrap();
     }
 
     #[test]
