@@ -1014,18 +1014,22 @@ mod tests {
     /// Longer than any test: only what the test does lets go of a snapshot.
     const LONG: Duration = Duration::from_secs(3600);
 
-    /// Commit one batch upserting agent `id`, and check that it committed.
-    fn commit_agent(writer: &mut Writer, id: &str) {
-        let before = writer.commits.load(Ordering::Relaxed);
-        let (tx, mut rx) = oneshot::channel();
-        let write = Write::UpsertAgent {
+    /// The write that upserts agent `id`.
+    fn upsert(id: &str) -> Write {
+        Write::UpsertAgent {
             id: id.to_owned(),
             name: None,
             runtime: "scripted".to_owned(),
             definition: "{}".to_owned(),
             at_ms: 1,
-        };
-        writer.commit(vec![(write, Ack::Unit(tx))]);
+        }
+    }
+
+    /// Commit one batch upserting agent `id`, and check that it committed.
+    fn commit_agent(writer: &mut Writer, id: &str) {
+        let before = writer.commits.load(Ordering::Relaxed);
+        let (tx, mut rx) = oneshot::channel();
+        writer.commit(vec![(upsert(id), Ack::Unit(tx))]);
         assert_eq!(rx.try_recv().unwrap(), Ok(()), "agent {id} committed");
         assert_eq!(writer.commits.load(Ordering::Relaxed), before + 1);
     }
@@ -1138,14 +1142,7 @@ mod tests {
     /// Commit an agent as a caller does when nobody leads: on this thread.
     fn commit_inline(committer: &Arc<Committer>, id: &str) {
         let (tx, mut rx) = oneshot::channel();
-        let write = Write::UpsertAgent {
-            id: id.to_owned(),
-            name: None,
-            runtime: "scripted".to_owned(),
-            definition: "{}".to_owned(),
-            at_ms: 1,
-        };
-        let leader = committer.enqueue([Op::Write(write, Ack::Unit(tx))]).unwrap();
+        let leader = committer.enqueue([Op::Write(upsert(id), Ack::Unit(tx))]).unwrap();
         leader.expect("nobody leads: the caller does").lead();
         assert_eq!(rx.try_recv().unwrap(), Ok(()), "agent {id} committed");
     }
