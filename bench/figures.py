@@ -106,6 +106,7 @@ def median_interval(xs, level=0.90):
 
 
 def fmt(f, v):
+    """`v` in format `f`, or a dash when it was not measured."""
     return "—" if v is None else f.format(v)
 
 
@@ -117,10 +118,12 @@ def ratio(a, b, higher_better):
 
 
 def per_exec(r, cores):
+    """`cores` of a result as µs of CPU per execution."""
     return None if cores is None or not r.get("per_sec") else cores * 1e6 / r["per_sec"]
 
 
 def table(head, lines):
+    """A Markdown table."""
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for cells in lines:
@@ -129,6 +132,7 @@ def table(head, lines):
 
 
 def report(rows, runs=1):
+    """Print the figures of `rows` (from `runs` files); False if any run broke the protocol."""
     by = group(rows)
     servers = list(dict.fromkeys(r["server"] for r in rows))
 
@@ -197,6 +201,7 @@ def report(rows, runs=1):
 
 
 def main(paths):
+    """The command: exit code 0, 1 on a protocol violation, 2 without files."""
     if not paths:
         print(__doc__.strip().splitlines()[0], file=sys.stderr)
         print("usage: python3 bench/figures.py RESULTS.jsonl [MORE.jsonl ...]", file=sys.stderr)
