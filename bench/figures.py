@@ -68,7 +68,7 @@ def load(paths):
                 r["round"] = parts[2] if len(parts) > 2 else None
                 threads = r.get("server_thread_cores")
                 if threads and r.get("per_sec"):
-                    r["server_us"] = sum(threads.values()) * 1e6 / r["per_sec"]
+                    r["server_us"] = per_exec(r, sum(threads.values()))
                 rows.append(r)
     return rows
 
